@@ -1,0 +1,5 @@
+import sys
+
+from edge_server.main import main
+
+sys.exit(main())

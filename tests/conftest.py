@@ -1,0 +1,17 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import procs  # noqa: E402
+
+
+@pytest.fixture
+def tracker(tmp_path):
+    """A stock TVM tracker on 127.0.0.1; `.port` is its port."""
+    proc = procs.start_tracker(tmp_path)
+    yield proc
+    proc.stop()
