@@ -1,0 +1,148 @@
+"""MetaSchedule plugin: an RPCRunner whose every measurement runs in the thread mode asked for.
+
+Two lines in a tuning script:
+
+    runner = host_client.edge_runner("127.0.0.1:9190", "rk3399", thread_mode="little:1")
+    target = host_client.target_for(runner)        # num-cores/mcpu of that mode
+    ms.tune_tir(mod, target, work_dir, max_trials_global=64, runner=runner)
+
+RPCRunner runs its hooks in PopenPoolExecutor workers, which receive them
+through cloudpickle; so the hooks here are an importable class with plain
+attributes (EdgeSessionFactory) and a module-level function
+(alloc_argument). A session that cannot get its mode raises from
+f_create_session, before anything is uploaded, and MetaSchedule records
+the trial as a runner error carrying the board's message.
+"""
+import json
+import os
+import time
+from typing import Optional
+
+from host_client.errors import KeyUnknown, NotAnEdgeServer, ThreadModeRefused
+from host_client.session import connect
+from host_client.tracker import TrackerAddress, default_key, parse_tracker
+
+RANDOM_FILL = "tvm.contrib.random.random_fill_for_measure"
+
+
+class EdgeSessionFactory:
+    """f_create_session for RPCRunner: connect() with a fixed thread mode.
+
+    record: optional path of a JSON-lines file; each session appends one line
+    (board, mode, thread state, where its creation time went), so a tuning
+    run can prove every measurement ran in the requested mode.
+    """
+
+    def __init__(self, thread_mode: str, wait: Optional[float] = 120.0,
+                 record: Optional[str] = None):
+        self.thread_mode = thread_mode
+        self.wait = wait
+        self.record = record
+
+    def __call__(self, rpc_config):
+        t0 = time.perf_counter()
+        tracker = str(TrackerAddress(rpc_config.tracker_host, int(rpc_config.tracker_port)))
+        session = connect(tracker=tracker, key=rpc_config.tracker_key,
+                          thread_mode=self.thread_mode,
+                          session_timeout=rpc_config.session_timeout_sec,
+                          priority=rpc_config.session_priority, wait=self.wait)
+        if self.record:
+            self._append(session, (time.perf_counter() - t0) * 1e3)
+        return session
+
+    def _append(self, session, total_ms: float) -> None:
+        line = json.dumps({"pid": os.getpid(), "board": session.board, "key": session.key,
+                           "mode": self.thread_mode, "thread_state": session.thread_state,
+                           "create_ms": round(total_ms, 3),
+                           "timings_ms": {k: round(v, 3) for k, v in session.timings_ms.items()}})
+        # One write with O_APPEND: lines from parallel workers never interleave.
+        fd = os.open(self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def __repr__(self) -> str:
+        return "EdgeSessionFactory(thread_mode=%r)" % self.thread_mode
+
+
+def alloc_argument(session, device, args_info, alloc_repeat):
+    """f_alloc_argument: the board's random filler when it has one, else fill on
+    the host and copy in (edge-server loads only libtvm_runtime.so, which lacks
+    tvm.contrib.random)."""
+    from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common
+
+    try:
+        fill = session.get_function(RANDOM_FILL)
+    except AttributeError:
+        fill = host_random_fill
+    return alloc_argument_common(fill, device, args_info, alloc_repeat)
+
+
+def host_random_fill(tensor) -> None:
+    """Fill a (remote) tensor with random data made on the host."""
+    import numpy as np
+
+    shape = tuple(int(d) for d in tensor.shape)
+    dtype = str(tensor.dtype)
+    rng = np.random.default_rng()
+    if dtype == "bool":
+        data = rng.integers(0, 2, size=shape).astype("bool")
+    elif dtype.startswith(("int", "uint")):
+        data = rng.integers(0, 8, size=shape).astype(dtype)
+    else:
+        data = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+    tensor.copyfrom(data)
+
+
+def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
+                thread_mode: str = "all", *, session_timeout: int = 30, priority: int = 1,
+                wait: Optional[float] = 120.0, evaluator_config=None, alloc_repeat: int = 1,
+                max_workers: Optional[int] = None, record: Optional[str] = None,
+                check: bool = True, **runner_kwargs):
+    """An RPCRunner measuring every trial on a board of `key` in `thread_mode`.
+
+    tracker/key default to TVM_TRACKER_HOST/PORT/KEY like MetaSchedule.
+    check: ask the tracker now whether an edge-server board of `key` exists
+    and accepts the mode (from the topology it announces), so a typo fails
+    here instead of as N runner errors. The runner remembers `thread_mode`
+    and the board's `topology` for `target_for(runner)`.
+    """
+    from tvm.s_tir.meta_schedule.runner import RPCConfig, RPCRunner
+
+    address = parse_tracker(tracker)
+    key = default_key(key)
+    topology = check_board(str(address), key, thread_mode) if check else None
+    runner = RPCRunner(
+        rpc_config=RPCConfig(tracker_host=address.host, tracker_port=address.port,
+                             tracker_key=key, session_priority=priority,
+                             session_timeout_sec=session_timeout),
+        evaluator_config=evaluator_config, alloc_repeat=alloc_repeat,
+        f_create_session=EdgeSessionFactory(thread_mode, wait=wait, record=record),
+        f_alloc_argument=alloc_argument, max_workers=max_workers, **runner_kwargs)
+    runner.thread_mode = thread_mode
+    runner.topology = topology
+    return runner
+
+
+def check_board(tracker: str, key: str, thread_mode: str) -> dict:
+    """The topology of an edge-server board of `key` that accepts `thread_mode`."""
+    from edge_server.modes import ModeError, resolve
+
+    from host_client.boards import list_boards
+
+    boards = [b for b in list_boards(tracker) if b.key == key]
+    if not boards:
+        raise KeyUnknown("no board with key %r on the tracker %s" % (key, tracker))
+    edge = [b for b in boards if b.topology is not None]
+    if not edge:
+        raise NotAnEdgeServer("the boards with key %r (%s) run stock TVM servers without thread "
+                              "modes; run edge-server there"
+                              % (key, ", ".join(b.address for b in boards)))
+    try:
+        resolve(edge[0].topology, thread_mode)
+    except ModeError as err:
+        raise ThreadModeRefused("board %s would refuse thread mode %r: %s"
+                                % (edge[0].address, thread_mode, err),
+                                board_message=str(err), mode=thread_mode) from None
+    return edge[0].topology
