@@ -63,7 +63,10 @@ class EdgeSession(rpc.RPCSession):
             error = None
             self.thread_state = json.loads(answer)
         if error is not None:
-            raise error
+            try:
+                raise error
+            finally:  # break the frame <-> traceback cycle that would keep us alive
+                error = None
         return self.thread_state
 
     def read_thread_state(self) -> dict:
