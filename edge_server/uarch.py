@@ -165,9 +165,11 @@ _SAMSUNG_M2_VARIANT = 4
 _A64, _A32, _BOTH = ("a64",), ("a32",), ("a64", "a32")
 _LLVM: Dict[str, Tuple[str, int, Optional[str], Tuple[str, ...]]] = {
     "arm11mpcore": ("mpcore", 3, None, _A32),
-    "arm1136": ("arm1136jf-s", 3, None, _A32),
-    "arm1156": ("arm1156t2f-s", 3, None, _A32),
-    "arm1176": ("arm1176jzf-s", 3, None, _A32),
+    # ARM11 parts come with or without VFP under one part number; the non-F
+    # names are safe and mattr() adds +vfp2 when the kernel reports "vfp".
+    "arm1136": ("arm1136j-s", 3, None, _A32),
+    "arm1156": ("arm1156t2-s", 3, None, _A32),
+    "arm1176": ("arm1176jz-s", 3, None, _A32),
     "cortex-a5": ("cortex-a5", 3, None, _A32),
     "cortex-a7": ("cortex-a7", 3, None, _A32),
     "cortex-a8": ("cortex-a8", 3, None, _A32),

@@ -256,7 +256,7 @@ def test_llvm_cpu_fallback_by_llvm_version(name, major, cpu):
     ("krait", "armv7l", "krait"),
     ("krait", "aarch64", None),
     ("cortex-x2", "armv7l", None),
-    ("arm1176", "armv6l", "arm1176jzf-s"),
+    ("arm1176", "armv6l", "arm1176jz-s"),
     ("cortex-a53", "x86_64", None),
 ])
 def test_llvm_cpu_by_arch(name, arch, cpu):
