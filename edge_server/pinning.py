@@ -82,6 +82,7 @@ def _tids() -> List[int]:
 
 
 def _tvm_funcs():
+    import tvm  # noqa: F401  (loads libtvm_runtime, which registers these)
     import tvm_ffi
     config = tvm_ffi.get_global_func("runtime.config_threadpool")
     num_threads = tvm_ffi.get_global_func("runtime.NumThreads")
@@ -130,7 +131,7 @@ class ThreadPinner:
         new = sorted(set(_tids()) - before)
         if len(new) != size - 1:
             raise PinningError(
-                "expected TVM to start %d pool threads in this thread, saw %d new threads "
+                "expected TVM to start %d pool thread(s) in this thread, saw %d new thread(s) "
                 "(%s): a pool existed before the session set it up" % (size - 1, len(new), new))
         return cls(host, new, threading.get_native_id())
 
