@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from edge_server.cpulist import MAX_CPU_ID
+
 # Keys whose presence in a processor block is per-core MIDR evidence.
 _MIDR_KEYS = ("cpu implementer", "cpu part")
 # Keys old ARM kernels print inside the bare per-processor lines.
@@ -186,9 +188,10 @@ def _split_blocks(text: str, warnings: List[str]):
             continue
         if key == "processor":
             cpu = _dec(value)
-            if cpu is None:
-                warnings.append("%s: processor number is not a decimal integer; the lines "
-                                "up to the next blank line are ignored" % _quote(lineno, raw))
+            if cpu is None or cpu > MAX_CPU_ID:
+                warnings.append("%s: processor number is not a decimal integer from 0 to %d; "
+                                "the lines up to the next blank line are ignored"
+                                % (_quote(lineno, raw), MAX_CPU_ID))
                 current = _Block(-1, lineno, raw)  # a sink nobody reads
                 continue
             current = _Block(cpu, lineno, raw)

@@ -1,4 +1,5 @@
 import pytest
+from hypothesis import given, strategies as st
 
 import cpuinfo_samples as samples
 from edge_server.isa import common_features, isa_features, mattr
@@ -103,3 +104,14 @@ def test_every_mattr_is_a_feature_llvm_knows(arch, triple, mcpu, features):
                                 "mattr": attrs})
     enabled = set(codegen.llvm_get_cpu_features(target))
     assert {a[1:] for a in attrs} <= enabled
+
+_KNOWN = set(mattr(ALL_ARM64, "aarch64")) | set(mattr(ALL_ARM32, "armv7l")) | {
+    "+vfp4d16", "+vfp3", "+vfp3d16", "+vfp2"}
+
+
+@given(st.lists(st.text(max_size=10) | st.sampled_from(ALL_ARM64 + ALL_ARM32 + ["vfp", "vfpv3"])),
+       st.sampled_from(["aarch64", "armv7l", "armv6l", "x86_64", None]))
+def test_mattr_only_emits_known_attrs(words, arch):
+    attrs = mattr(words, arch)
+    assert set(attrs) <= _KNOWN
+    assert len(attrs) == len(set(attrs))

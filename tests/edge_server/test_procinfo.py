@@ -191,7 +191,8 @@ def test_bad_values_become_none_with_a_warning(line, attr):
 
 
 @pytest.mark.parametrize("line", ["processor : x", "processor : -1", "processor : 0x1",
-                                  "processor : "])
+                                  "processor : ", "processor : 4096",
+                                  "processor : 99999999999999999999999"])
 def test_bad_processor_number_skips_its_block(line):
     text = line + "\nCPU part : 0xd08\n\n" + samples.arm64_block(1, "fp", 0x41, 0, 0xD03, 4)
     info = parse(text)
@@ -272,3 +273,17 @@ def test_parse_never_raises_on_cpuinfo_like_text(lines, newline):
         assert midr is None or 0 <= midr < 1 << 32
         for value in (record.implementer, record.variant, record.part, record.revision):
             assert value is None or value >= 0
+
+
+def test_single_processor_modern_kernel_is_per_core():
+    info = parse(samples.arm64_block(0, "fp asimd", 0x41, 0, 0xD03, 4))
+    assert info.processors[0].part == 0xD03
+    assert info.global_fields == {} and info.warnings == []
+
+
+def test_modern_blocks_with_trailing_hardware_line_stay_per_core():
+    text = samples.RK3399.rstrip("\n") + "\nHardware\t: Rockchip RK3399\n"
+    info = parse(text)
+    assert info.processors[5].part == 0xD08 and info.processors[0].part == 0xD03
+    # without a blank line the kernel-global Hardware line lands in the last block
+    assert info.processors[5].fields["Hardware"] == "Rockchip RK3399"
