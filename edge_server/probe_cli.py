@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from typing import List, Optional
 
 from edge_server.cpulist import format_cpulist
@@ -67,7 +68,8 @@ def render(doc: dict, root: str = "/") -> str:
                       c["core_id"], c["package"],
                       None if c["smt_siblings"] is None else format_cpulist(c["smt_siblings"])]
                      for c in doc["cpus"]])
-    lines += ["", "isa: %s" % (" ".join(doc["isa"]) or "-")]
+    lines += [""] + textwrap.wrap("isa: %s" % (" ".join(doc["isa"]) or "-"), width=100,
+                                  subsequent_indent="     ", break_on_hyphens=False)
     lines += ["tvm target: %s" % json.dumps(doc["tvm_target"])]
     if doc["warnings"]:
         lines += ["", "warnings:"] + ["  - " + w for w in doc["warnings"]]

@@ -90,6 +90,7 @@ def probe(root: str = "/") -> dict:
     ids = _present_cpus(reader, info)
     cpus = [_Cpu(cpu) for cpu in ids]
     _read_online(reader, cpus, info)
+    _note_isolated(reader, cpus)
     _read_allowed(cpus, live, reader.warnings)
     _read_sysfs(reader, cpus)
     _read_midr(cpus, info, reader.warnings)
@@ -169,6 +170,16 @@ def _read_online(reader: Reader, cpus: List[_Cpu], info: Optional[ProcInfo]) -> 
     if unknown:
         reader.warnings.append("cannot tell whether CPUs %s are online (no /%s/online)"
                                % (format_cpulist(unknown), CPU_DIR))
+
+
+def _note_isolated(reader: Reader, cpus: List[_Cpu]) -> None:
+    """isolcpus= CPUs stay in their classes; say so, since the scheduler leaves them idle."""
+    isolated = [c for c in reader.cpulist(CPU_DIR + "/isolated") or []
+                if c in {cpu.id for cpu in cpus}]
+    if isolated:
+        reader.warnings.append("CPUs %s are isolated (isolcpus=): the scheduler does not "
+                               "balance onto them; a thread mode can still pin to them when "
+                               "they are allowed" % format_cpulist(isolated))
 
 
 def _read_allowed(cpus: List[_Cpu], live: bool, warnings: List[str]) -> None:

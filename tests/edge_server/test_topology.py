@@ -197,3 +197,67 @@ def test_live_probe_uses_this_process_affinity():
     doc = json.loads(out)
     assert [c["id"] for c in doc["cpus"] if c["allowed"]] == [allowed[0]]
     assert doc["tvm_target"]["num-cores"] == 1
+
+
+def test_isolated_cpus_are_named_in_a_warning_and_keep_their_class(tmp_path):
+    root = board_copy(tmp_path)
+    write(root, CPU + "/isolated", "4-5\n")
+    doc = probe(str(root))
+    assert any(w.startswith("CPUs 4-5 are isolated") for w in doc["warnings"])
+    assert doc["classes"][0]["cpus"] == [4, 5]
+
+
+# ------------------------------------------------------------ fuzzing
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_VALUES = st.one_of(
+    st.sampled_from(["", "\n", "0", "1", "-1", "1024", "1800000", "0-3", "0-1,3", "4-5",
+                     "0-4095", "3-1", "x", "0x10", " 7 ", "\x00", "0-99999999"]),
+    st.text(max_size=12))
+_PER_CPU = ["cpu_capacity", "online", "topology/core_id", "topology/physical_package_id",
+            "topology/thread_siblings_list", "topology/core_siblings_list",
+            "topology/cluster_cpus_list", "cpufreq/cpuinfo_max_freq", "cpufreq/related_cpus"]
+_GLOBAL = ["present", "online", "isolated", "cpufreq/policy0/related_cpus",
+           "cpufreq/policy0/cpuinfo_max_freq"]
+_CPUINFO_LINES = st.sampled_from([
+    "processor\t: 0", "processor\t: 1", "processor\t: 7", "processor\t: x", "",
+    "CPU implementer\t: 0x41", "CPU part\t: 0xd08", "CPU part\t: 0xzzz", "CPU variant\t: 0x0",
+    "CPU revision\t: 3", "CPU architecture: 8", "CPU architecture: 7", "Features\t: fp asimd",
+    "flags\t\t: fpu lm avx2", "Processor\t: ARMv7 Processor rev 3 (v7l)", "garbage", ":"])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ncpus=st.integers(0, 4),
+       per_cpu=st.dictionaries(st.tuples(st.integers(0, 4), st.sampled_from(_PER_CPU)),
+                               _VALUES, max_size=25),
+       global_files=st.dictionaries(st.sampled_from(_GLOBAL), _VALUES, max_size=5),
+       cpuinfo=st.one_of(st.none(), st.lists(_CPUINFO_LINES, max_size=20)))
+def test_any_tree_gives_a_document_or_a_probe_error(ncpus, per_cpu, global_files, cpuinfo):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(ncpus):
+            (Path(tmp) / CPU / ("cpu%d" % n)).mkdir(parents=True)
+        for (n, rel), value in per_cpu.items():
+            write(tmp, "%s/cpu%d/%s" % (CPU, n, rel), value)
+        for rel, value in global_files.items():
+            write(tmp, "%s/%s" % (CPU, rel), value)
+        if cpuinfo is not None:
+            write(tmp, "proc/cpuinfo", "\n".join(cpuinfo))
+        try:
+            doc = probe(tmp)
+        except ProbeError:
+            return
+    json.dumps(doc)
+    ids = [c["id"] for c in doc["cpus"]]
+    assert ids == sorted(set(ids)) and ids
+    by_id = {c["id"]: c for c in doc["cpus"]}
+    names = [c["name"] for c in doc["classes"]]
+    assert len(set(names)) == len(names)
+    for cls in doc["classes"]:
+        assert all(by_id[i]["class"] == cls["name"] for i in cls["cpus"])
+    for cluster in doc["clusters"]:
+        assert {by_id[i]["class"] for i in cluster["cpus"]} == {cluster["class"]}
+        assert all(by_id[i]["cluster"] == cluster["id"] for i in cluster["cpus"])
+    assert doc["tvm_target"]["num-cores"] >= 1
