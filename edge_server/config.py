@@ -14,7 +14,7 @@ from typing import Mapping, Optional, Sequence, Tuple
 
 from edge_server.workroot import default_work_root
 
-KEY_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -201,7 +201,7 @@ def parse_args(argv: Sequence[str], environ: Optional[Mapping[str, str]] = None)
         if not args.key:
             raise ConfigError("--tracker needs --key: the device key clients will request "
                               "(e.g. --key rk3399)")
-    if args.key and not KEY_RE.match(args.key):
+    if args.key and not KEY_RE.fullmatch(args.key):
         raise ConfigError("--key %r: use only letters, digits, '.', '_' and '-' (a ':' breaks "
                           "MetaSchedule and the tracker summary, spaces break the handshake)"
                           % args.key)
