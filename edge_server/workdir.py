@@ -12,6 +12,7 @@ disk, not the session's memory.
 """
 import os
 import shutil
+import tempfile
 from typing import List
 
 # Longest file name a client may send (Linux PATH_MAX).
@@ -82,9 +83,20 @@ class WorkDir:
                                   _mb(self.max_disk_bytes)))
         if path == self.root or os.path.isdir(path):
             raise WorkDirError("cannot upload to %r: it is a directory" % name[:80])
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(data)
+        parent = os.path.dirname(path)
+        os.makedirs(parent, exist_ok=True)
+        # Write beside, then rename: truncating a library the session has
+        # loaded would crash it (SIGBUS/SIGSEGV in code still mapped), as
+        # re-uploading a module under the same name does on the stock server.
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
 
     def download(self, name) -> bytes:
         path = self.path(name)

@@ -1,7 +1,7 @@
 """Topology documents (schema 1) for mode tests: hand-written boards that
-cover the cases resolution must get right, plus every committed fixture's
-expected.json (tests/fixtures/boards/*/expected.json) once the probe's
-fixtures exist.
+cover the cases resolution must get right, plus every fixture board
+(tests/fixtures/boards/<name>/): its expected.json, and the real probe run
+on its tree.
 """
 import json
 from pathlib import Path
@@ -72,9 +72,24 @@ def fixture_boards() -> Dict[str, dict]:
     return out
 
 
+def probed_fixture_boards() -> Dict[str, dict]:
+    """Every fixture tree run through the real probe (edge_server.topology)."""
+    from edge_server.topology import probe
+    return {"probe:" + d.name: probe(str(d)) for d in sorted(FIXTURES.iterdir())
+            if (d / "sys").is_dir()}
+
+
+def real_topology() -> dict:
+    """This machine's topology, from the real probe."""
+    from edge_server.topology import probe
+    return probe("/")
+
+
 def all_boards() -> Dict[str, dict]:
     boards = dict(HAND_BOARDS)
     boards.update(fixture_boards())
+    boards.update(probed_fixture_boards())
+    boards["probe:this-machine"] = real_topology()
     return boards
 
 

@@ -1,0 +1,380 @@
+"""run_session on a real socket with a real TVM RPC client: the stock session
+functions with confinement and limits, edge.* functions, thread modes
+checked from outside through /proc, hostile arguments.
+
+Each test serves one session with tests/edge_server/session_harness.py (what
+the daemon's forked child does, without the daemon); the daemon end-to-end
+runs are in test_server_modes.py... and below in TestThroughDaemon.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import procs
+from boards import HAND_BOARDS, real_topology
+from edge_server.pinning import read_affinities
+
+REPO = Path(__file__).resolve().parents[2]
+HARNESS = Path(__file__).resolve().parent / "session_harness.py"
+HOST_CPUS = sorted(os.sched_getaffinity(0))
+
+pytestmark = pytest.mark.skipif(HOST_CPUS != [0, 1], reason="written for the 2-CPU test machine")
+
+
+class Session:
+    """One harness process serving one session, and the client connected to it."""
+
+    def __init__(self, tmp_path, topology=None, default_mode="all", fixture_root=False, **limits):
+        from tvm import rpc
+        self.work_dir = tmp_path / "work"
+        self.work_dir.mkdir()
+        port = procs.free_port()
+        settings = dict(port=port, key="s1test", topology=topology or real_topology(),
+                        default_mode=default_mode, work_dir=str(self.work_dir),
+                        fixture_root=fixture_root, **limits)
+        cfg = tmp_path / "settings.json"
+        cfg.write_text(json.dumps(settings))
+        self.log_path = tmp_path / "harness.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, str(HARNESS), str(cfg)],
+                                     stdout=subprocess.PIPE, stderr=self._log, text=True,
+                                     env=dict(os.environ, PYTHONPATH=str(REPO)))
+        assert self.proc.stdout.readline().strip() == "listening", self.log()
+        self.remote = rpc.connect(procs.HOST, port, key="s1test")
+
+    def log(self):
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def func(self, name):
+        return self.remote.get_function(name)
+
+    def set_mode(self, mode):
+        return json.loads(self.func("edge.set_thread_mode")(mode))
+
+    def state(self):
+        return json.loads(self.func("edge.thread_state")())
+
+    def close(self):
+        import gc
+        self.remote = None
+        gc.collect()   # tracebacks of expected errors keep the session alive in cycles
+        try:
+            code = self.proc.wait(20)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self._log.close()
+        return code
+
+
+@pytest.fixture
+def session(tmp_path):
+    s = Session(tmp_path)
+    yield s
+    if s.remote is not None:
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def kernel_so(tmp_path_factory):
+    from test_pinning import build_kernel
+    path = tmp_path_factory.mktemp("kernel") / "matmul.so"
+    build_kernel(path)
+    return path
+
+
+def outside_layout(pid, cpus):
+    """The state as /proc shows it from this process: every thread inside
+    the set, the serving thread (tid == pid) on the first CPU."""
+    seen = read_affinities(pid)
+    assert seen[pid] == [cpus[0]], seen
+    assert all(set(c) <= set(cpus) for c in seen.values()), seen
+    return seen
+
+
+def assert_session_works(s, kernel_so=None):
+    state = s.state()
+    assert state["pid"] == s.proc.pid
+    s.remote.upload(bytearray(b"still here"), "probe.txt")
+    assert bytes(s.remote.download("probe.txt")) == b"still here"
+    if kernel_so is not None:
+        import numpy as np
+        import tvm
+        s.remote.upload(str(kernel_so), "k.so")
+        mod = s.remote.load_module("k.so")
+        dev = s.remote.cpu()
+        a = np.random.rand(512, 512).astype("float32")
+        b = np.random.rand(512, 512).astype("float32")
+        args = [tvm.runtime.tensor(a, dev), tvm.runtime.tensor(b, dev),
+                tvm.runtime.tensor(np.zeros((512, 512), "float32"), dev)]
+        mod["main"](*args)
+        np.testing.assert_allclose(args[2].numpy(), a @ b, rtol=1e-3)
+
+
+# ------------------------------------------------------------ thread modes
+
+def test_default_mode_without_any_call(tmp_path):
+    s = Session(tmp_path, default_mode="all")
+    state = s.state()
+    assert (state["mode"], state["cpus"], state["nthreads"], state["tvm_num_threads"]) \
+        == ("all", [0, 1], 2, 2)
+    outside_layout(state["pid"], [0, 1])
+    assert s.close() == 0
+
+
+def test_default_mode_can_be_a_subset(tmp_path):
+    s = Session(tmp_path, default_mode="big:1")
+    state = s.state()
+    assert (state["mode"], state["cpus"], state["tvm_num_threads"]) == ("big:1", [0], 1)
+    outside_layout(state["pid"], [0])
+    # and a bigger mode is still possible: the pool was sized for every CPU
+    assert s.set_mode("all")["cpus"] == [0, 1]
+    outside_layout(state["pid"], [0, 1])
+    assert s.close() == 0
+
+
+@pytest.mark.parametrize("mode, cpus", [
+    ("all", [0, 1]), ("big", [0, 1]), ("little", [0, 1]), ("big:1", [0]), ("big:2", [0, 1]),
+    ("little:1", [0]), ("class0", [0, 1]), ("class0:1", [0]), ("cpus:0", [0]),
+    ("cpus:1", [1]), ("cpus:0-1", [0, 1]), ("cpus:1,0", [0, 1]), (" BIG:1 ", [0]),
+])
+def test_every_mode_on_this_machine(session, mode, cpus):
+    state = session.set_mode(mode)
+    assert state["cpus"] == cpus
+    assert state["nthreads"] == state["tvm_num_threads"] == len(cpus)
+    seen = outside_layout(state["pid"], cpus)
+    assert {t["tid"]: t["cpus"] for t in state["threads"]} == seen
+    assert session.state() == state
+
+
+def test_modes_in_sequence_with_kernels_between(session, kernel_so):
+    for mode, cpus in [("cpus:1", [1]), ("all", [0, 1]), ("big:1", [0]), ("all", [0, 1])]:
+        state = session.set_mode(mode)
+        assert state["cpus"] == cpus
+        outside_layout(state["pid"], cpus)
+        assert_session_works(session, kernel_so)
+
+
+HOSTILE = [
+    ("", "empty thread mode"),
+    (" ", "empty thread mode"),
+    ("big:0", "at least 1"),
+    ("big:-1", "whole number"),
+    ("big:3", "has 2"),
+    ("big:99999999999999999999999999", "at most 4096"),
+    ("big:" + "9" * 200, "at most 4096"),
+    ("cpus:99", "CPU 99"),
+    ("cpus:-1", "not a CPU number"),
+    ("cpus:0,0", "twice"),
+    ("cpus:4095", "CPU 4095"),
+    ("cpus:0-4095", "does not have"),
+    ("mid", "classes are big"),
+    ("prime:1", "classes are big"),
+    ("big:\u0661", "whole number"),
+    ("\u5927\u6838", "not understood"),
+    ("b\u0131g", "not understood"),
+    ("x" * 10_000, "longer than 256"),
+    ("cpus:" + "0," * 5000, "longer than 256"),
+    ("'; DROP TABLE modes; --", "not understood"),
+]
+
+
+def test_hostile_modes_get_clear_errors_and_the_session_survives(session, kernel_so):
+    from tvm.error import RPCError
+    before = session.state()
+    for mode, words in HOSTILE:
+        with pytest.raises(RPCError) as err:
+            session.set_mode(mode)
+        assert words in str(err.value), (mode[:40], str(err.value))
+        assert len(str(err.value)) < 2000
+    after = session.state()
+    assert (after["mode"], after["cpus"]) == (before["mode"], before["cpus"])
+    outside_layout(after["pid"], after["cpus"])
+    assert_session_works(session, kernel_so)
+    assert session.set_mode("cpus:1")["cpus"] == [1]
+
+
+@pytest.mark.parametrize("arg", [7, -1, 2 ** 40, 1.5, None, bytearray(b"big")])
+def test_non_string_modes_are_refused(session, arg):
+    from tvm.error import RPCError
+    with pytest.raises((RPCError, TypeError)) as err:
+        session.func("edge.set_thread_mode")(arg)
+    assert "string" in str(err.value) or "str" in str(err.value), str(err.value)
+    assert session.state()["cpus"] == [0, 1]
+
+
+def test_mode_changes_are_logged_with_the_peer(session):
+    session.set_mode("cpus:1")
+    with pytest.raises(Exception):
+        session.set_mode("big:9")
+    peer = "127.0.0.1:"
+    log = session.log()
+    assert "thread mode cpus:1 on cpus 1" in log and peer in log, log
+    assert "refused thread mode 'big:9'" in log, log
+
+
+def test_topology_function_returns_the_document(session):
+    assert json.loads(session.func("edge.topology")()) == real_topology()
+
+
+# --------------------------------------------------------- fixture topology
+
+def test_fixture_topology_pins_what_exists_and_refuses_the_rest(tmp_path):
+    from tvm.error import RPCError
+    s = Session(tmp_path, topology=HAND_BOARDS["rk3399"], default_mode="all", fixture_root=True)
+    # default "all" means cpus 0-5 of the fixture: falls back to this machine's CPUs
+    state = s.state()
+    assert state["cpus"] == [0, 1] and state["mode"] == "cpus:0-1"
+    assert "lacks" in s.log()
+    # little:2 is cpus 0-1 of the fixture, which exist here: pinned for real
+    state = s.set_mode("little:2")
+    assert (state["mode"], state["cpus"]) == ("little:2", [0, 1])
+    outside_layout(state["pid"], [0, 1])
+    for mode, words in [("big", ["fixture", "cpus 4-5", "may use cpus 0-1"]),
+                        ("little:6", ["has 4", "little:4"]),
+                        ("prime", ["classes are big, little"])]:
+        with pytest.raises(RPCError) as err:
+            s.set_mode(mode)
+        assert all(w in str(err.value) for w in words), str(err.value)
+    assert s.set_mode("class1:1")["cpus"] == [0]
+    assert s.close() == 0
+
+
+# ------------------------------------------------------ work directory
+
+def test_stock_client_flow_upload_load_run(session, kernel_so):
+    assert_session_works(session, kernel_so)
+    assert set(session.remote.listdir(".").split(",")) >= {"k.so", "probe.txt"}
+    session.remote.remove("probe.txt")
+    assert "probe.txt" not in session.remote.listdir(".")
+    assert (session.work_dir / "k.so").is_file()
+
+
+def test_time_evaluator_of_a_stock_client(session, kernel_so):
+    import numpy as np
+    import tvm
+    session.remote.upload(str(kernel_so), "k.so")
+    mod = session.remote.load_module("k.so")
+    dev = session.remote.cpu()
+    args = [tvm.runtime.tensor(np.ones((512, 512), "float32"), dev) for _ in range(3)]
+    res = mod.time_evaluator("main", dev, number=2, repeat=2)(*args)
+    assert len(res.results) == 2 and all(r > 0 for r in res.results)
+
+
+def test_load_module_from_tar_links_on_the_board(session, tmp_path):
+    """load_module of a .tar links it with the board's compiler, as stock does."""
+    import numpy as np
+    import tvm
+    from tvm import te
+    a = te.placeholder((16,), name="A")
+    b = te.compute((16,), lambda i: a[i] + 1.0, name="B")
+    lib = tvm.compile(te.create_prim_func([a, b]), target="llvm")
+    lib.export_library(str(tmp_path / "add.tar"))
+    session.remote.upload(str(tmp_path / "add.tar"))
+    mod = session.remote.load_module("add.tar")
+    dev = session.remote.cpu()
+    x = tvm.runtime.tensor(np.arange(16, dtype="float32"), dev)
+    y = tvm.runtime.tensor(np.zeros(16, "float32"), dev)
+    mod["main"](x, y)
+    np.testing.assert_allclose(y.numpy(), np.arange(16) + 1.0)
+    linked = session.remote.download_linked_module("add.tar")
+    assert bytes(linked[:4]) == b"\x7fELF"
+
+
+@pytest.mark.parametrize("name, words", [
+    ("../evil.so", "climbs out"),
+    ("a/../../evil.so", "climbs out"),
+    ("..", "climbs out"),
+    ("sub/../../../etc/passwd", "climbs out"),
+    ("/tmp/evil.so", "absolute"),
+    ("/etc/passwd", "absolute"),
+    ("x" * 5000, "too long"),
+])
+def test_names_outside_the_work_dir_are_refused(session, tmp_path, name, words):
+    from tvm.error import RPCError
+    for call in (lambda: session.remote.upload(bytearray(b"pwned"), name),
+                 lambda: session.remote.download(name),
+                 lambda: session.remote.remove(name),
+                 lambda: session.remote.load_module(name),
+                 lambda: session.func("tvm.rpc.server.workpath")(name)):
+        with pytest.raises(RPCError) as err:
+            call()
+        assert words in str(err.value), str(err.value)
+    assert not (tmp_path / "evil.so").exists() and not Path("/tmp/evil.so").exists()
+    assert_session_works(session)
+
+
+def test_nul_in_names_is_refused(tmp_path):
+    """TVM's RPC cuts strings at a NUL before they reach the session, so this
+    is checked on WorkDir itself."""
+    from edge_server.workdir import WorkDir, WorkDirError
+    work = WorkDir(str(tmp_path), 100, 1000)
+    with pytest.raises(WorkDirError, match="NUL"):
+        work.upload("evil\x00.so", b"x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_symlink_out_of_the_work_dir_is_refused(session, tmp_path):
+    from tvm.error import RPCError
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, session.work_dir / "link")
+    with pytest.raises(RPCError, match="outside the session's work directory"):
+        session.remote.upload(bytearray(b"pwned"), "link/evil.so")
+    assert list(outside.iterdir()) == []
+
+
+def test_subdirectories_inside_the_work_dir_are_fine(session):
+    session.remote.upload(bytearray(b"nested"), "a/b/c.bin")
+    assert (session.work_dir / "a" / "b" / "c.bin").read_bytes() == b"nested"
+    assert bytes(session.remote.download("a/./b/c.bin")) == b"nested"
+    assert session.remote.listdir("a") == "b"
+
+
+def test_upload_and_disk_limits(tmp_path):
+    from tvm.error import RPCError
+    s = Session(tmp_path, max_upload_bytes=1000, max_disk_bytes=2500)
+    s.remote.upload(bytearray(1000), "one.bin")
+    with pytest.raises(RPCError) as err:
+        s.remote.upload(bytearray(1001), "big.bin")
+    assert "1001 bytes, over the per-file limit of 1000 bytes" in str(err.value)
+    s.remote.upload(bytearray(1000), "two.bin")
+    with pytest.raises(RPCError) as err:
+        s.remote.upload(bytearray(600), "three.bin")
+    assert "over its limit of 2500 bytes" in str(err.value)
+    assert "remove files first" in str(err.value)
+    s.remote.upload(bytearray(900), "two.bin")           # replacing a file frees its space
+    s.remote.upload(bytearray(600), "three.bin")
+    s.remote.remove("one.bin")
+    s.remote.upload(bytearray(900), "four.bin")
+    assert sorted(os.listdir(s.work_dir)) == ["four.bin", "three.bin", "two.bin"]
+    assert_session_works(s)
+    del err            # its traceback holds the client session open
+    assert s.close() == 0
+
+
+def test_missing_files_get_clear_errors(session):
+    from tvm.error import RPCError
+    for call, words in [(lambda: session.remote.download("nope.so"), "no such file"),
+                        (lambda: session.remote.remove("nope.so"), "no such file"),
+                        (lambda: session.remote.load_module("nope.so"), "cannot find file"),
+                        (lambda: session.remote.listdir("nope"), "not a directory"),
+                        (lambda: session.remote.remove("."), "work directory itself"),
+                        (lambda: session.remote.download_linked_module("x.txt"),
+                         "do not know how to link")]:
+        if "link" in words:
+            session.remote.upload(bytearray(b"text"), "x.txt")
+        with pytest.raises(RPCError) as err:
+            call()
+        assert words in str(err.value), str(err.value)
+    assert_session_works(session)
+
+
+def test_session_ends_with_exit_code_zero(session):
+    assert session.state()["pid"] == session.proc.pid
+    assert session.close() == 0
