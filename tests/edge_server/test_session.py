@@ -2,9 +2,10 @@
 functions with confinement and limits, edge.* functions, thread modes
 checked from outside through /proc, hostile arguments.
 
-Each test serves one session with tests/edge_server/session_harness.py (what
-the daemon's forked child does, without the daemon); the daemon end-to-end
-runs are in test_server_modes.py... and below in TestThroughDaemon.
+Most tests serve one session with tests/edge_server/session_harness.py (what
+the daemon's forked child does, without the daemon), so a failure points at
+the session and not the listen loop. The last section runs the same checks
+end to end: a stock tracker, a real `edge-server`, a stock TVM client.
 """
 import json
 import os
@@ -378,3 +379,155 @@ def test_missing_files_get_clear_errors(session):
 def test_session_ends_with_exit_code_zero(session):
     assert session.state()["pid"] == session.proc.pid
     assert session.close() == 0
+
+
+# ------------------------------------------- end to end: tracker + edge-server
+
+def thread_ticks(pid):
+    """{tid: utime + stime clock ticks} for every thread of pid."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        out[int(tid)] = int(fields[11]) + int(fields[12])
+    return out
+
+
+class RemoteKernel:
+    """The matmul kernel uploaded to a remote session, ready to run."""
+
+    def __init__(self, remote, kernel_so):
+        import numpy as np
+        import tvm
+        remote.upload(str(kernel_so), "matmul.so")
+        self.func = remote.load_module("matmul.so")["main"]
+        dev = remote.cpu()
+        self.args = [tvm.runtime.tensor(np.random.rand(512, 512).astype("float32"), dev)
+                     for _ in range(3)]
+
+    def busy_threads(self, pid, runs=6):
+        """{tid: ticks} of the session threads that did real work while the
+        kernel ran `runs` times (at least a quarter of the busiest thread)."""
+        before = thread_ticks(pid)
+        for _ in range(runs):
+            self.func(*self.args)
+        after = thread_ticks(pid)
+        used = {tid: after[tid] - before.get(tid, 0) for tid in after}
+        top = max(used.values())
+        assert top > 20, "kernel too short to measure: %s" % used
+        return {tid: t for tid, t in used.items() if t >= top / 4}
+
+
+def request(tracker, key="edge-test"):
+    from tvm import rpc
+    return rpc.connect_tracker(procs.HOST, tracker.port).request(key, session_timeout=120)
+
+
+@pytest.fixture
+def edge_server(tracker, tmp_path):
+    server = procs.start_edge_server(tmp_path, tracker.port)
+    yield server
+    server.stop()
+
+
+def test_e2e_stock_client_gets_both_cores_where_stock_tvm_uses_one(tracker, edge_server,
+                                                                   tmp_path, kernel_so):
+    """A client that never calls set_thread_mode: the default `all` runs the
+    kernel on 2 threads, one per core; the stock server on 1."""
+    import gc
+    import psutil
+    remote = request(tracker)
+    state = json.loads(remote.get_function("edge.thread_state")())
+    assert (state["mode"], state["cpus"], state["tvm_num_threads"]) == ("all", [0, 1], 2)
+    seen = outside_layout(state["pid"], [0, 1])
+    busy = RemoteKernel(remote, kernel_so).busy_threads(state["pid"])
+    assert len(busy) == 2
+    assert sorted(seen[t][0] for t in busy) == [0, 1] and all(len(seen[t]) == 1 for t in busy)
+    del remote
+    gc.collect()
+
+    stock = procs.start_stock_server(tmp_path, tracker.port)
+    try:
+        idle = set(psutil.Process(stock.pid).children(recursive=True))
+        remote = request(tracker, key=stock.key)
+        kernel = RemoteKernel(remote, kernel_so)
+        children = set(psutil.Process(stock.pid).children(recursive=True)) - idle
+        assert len(children) == 1, children       # the session's process
+        busy = kernel.busy_threads(children.pop().pid)
+        assert len(busy) == 1
+        del remote, kernel
+        gc.collect()
+    finally:
+        stock.stop()
+
+
+@pytest.mark.parametrize("mode, cpus", [("big:1", [0]), ("cpus:1", [1]), ("all", [0, 1]),
+                                        ("little:2", [0, 1]), ("class0:1", [0])])
+def test_e2e_every_mode_uses_exactly_its_cores(tracker, edge_server, kernel_so, mode, cpus):
+    remote = request(tracker)
+    state = json.loads(remote.get_function("edge.set_thread_mode")(mode))
+    assert (state["cpus"], state["nthreads"], state["tvm_num_threads"]) == (cpus, len(cpus),
+                                                                            len(cpus))
+    assert state["pid"] != edge_server.pid
+    seen = outside_layout(state["pid"], cpus)
+    busy = RemoteKernel(remote, kernel_so).busy_threads(state["pid"])
+    assert len(busy) == len(cpus)
+    assert sorted(seen[t][0] for t in busy) == cpus
+    assert json.loads(remote.get_function("edge.thread_state")())["cpus"] == cpus
+
+
+def test_e2e_hostile_modes_and_paths_leave_session_and_daemon_serving(tracker, edge_server,
+                                                                      kernel_so):
+    import gc
+    from tvm.error import RPCError
+    remote = request(tracker)
+    set_mode = remote.get_function("edge.set_thread_mode")
+    for mode, words in HOSTILE:
+        with pytest.raises(RPCError) as err:
+            set_mode(mode)
+        assert words in str(err.value), (mode[:40], str(err.value))
+    for name, words in [("../escape.so", "climbs out"), ("/tmp/escape.so", "absolute")]:
+        with pytest.raises(RPCError, match=words):
+            remote.upload(bytearray(b"pwned"), name)
+    assert not Path("/tmp/escape.so").exists()
+    state = json.loads(set_mode("cpus:1"))
+    kernel = RemoteKernel(remote, kernel_so)
+    assert len(kernel.busy_threads(state["pid"], runs=4)) == 1
+    first_pid = state["pid"]
+    del remote, set_mode, kernel, err
+    gc.collect()
+    # the daemon serves the next session normally, with the default mode again
+    procs.wait_free(tracker.port, edge_server.key, proc=edge_server)
+    remote = request(tracker)
+    state = json.loads(remote.get_function("edge.thread_state")())
+    assert state["pid"] != first_pid and state["cpus"] == [0, 1]
+    assert edge_server.alive()
+    assert "refused thread mode 'big:0'" in edge_server.log()
+
+
+def test_e2e_fixture_board_resolves_against_the_fixture(tracker, tmp_path):
+    from tvm.error import RPCError
+    root = procs.FIXTURES / "rk3399"
+    server = procs.start_edge_server(tmp_path, tracker.port, key="rk3399-fixture",
+                                     args=["--root", root, "--default-mode", "little:2"])
+    try:
+        remote = request(tracker, key="rk3399-fixture")
+        topo = json.loads(remote.get_function("edge.topology")())
+        assert [c["name"] for c in topo["classes"]] == ["big", "little"]
+        state = json.loads(remote.get_function("edge.thread_state")())
+        assert (state["mode"], state["cpus"]) == ("little:2", [0, 1])
+        set_mode = remote.get_function("edge.set_thread_mode")
+        assert json.loads(set_mode("class1:1"))["cpus"] == [0]
+        outside_layout(state["pid"], [0])
+        with pytest.raises(RPCError) as err:
+            set_mode("big")
+        assert "fixture" in str(err.value) and "cpus 4-5" in str(err.value)
+        with pytest.raises(RPCError) as err:
+            set_mode("little:6")
+        assert "asks for 6 little cores but this board has 4 (cpus 0-3)" in str(err.value)
+        assert json.loads(set_mode("little:1"))["cpus"] == [0]
+    finally:
+        server.stop()
