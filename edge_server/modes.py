@@ -95,6 +95,11 @@ def parse(mode) -> ModeSpec:
     if len(mode) > MAX_MODE_LEN:
         raise ModeError("thread mode %s is longer than %d characters; modes look like %s"
                         % (_echo(mode), MAX_MODE_LEN, GRAMMAR))
+    if not mode.isascii():
+        # Refuse before lower(): U+212A KELVIN SIGN lower-cases to ASCII 'k',
+        # and Unicode digits are digits to str.isdigit().
+        raise ModeError("thread mode %s contains non-ASCII characters; modes look like %s "
+                        "(e.g. 'all', 'big:2', 'cpus:0-3')" % (_echo(mode), GRAMMAR))
     body = mode.strip().lower()
     if not body:
         raise ModeError("empty thread mode; give one of %s, e.g. 'all' or 'big:2'" % GRAMMAR)

@@ -50,10 +50,12 @@ def test_canonical_text_round_trips(spec):
     ("big:1.5", ["whole number"]),
     ("big:", ["whole number"]),
     ("big:1:2", ["whole number"]),
-    ("big:\u0661", ["whole number"]),            # Arabic-Indic digit one
-    ("big:\uff12", ["whole number"]),            # fullwidth digit two
-    ("cpus:\u0661", ["not a CPU number"]),
-    ("cpus:\u00b2", ["not a CPU number"]),       # superscript two
+    ("big:\u0661", ["non-ASCII"]),               # Arabic-Indic digit one
+    ("big:\uff12", ["non-ASCII"]),               # fullwidth digit two
+    ("cpus:\u0661", ["non-ASCII"]),
+    ("cpus:\u00b2", ["non-ASCII"]),              # superscript two
+    ("\u212aig", ["non-ASCII"]),                  # KELVIN SIGN lower-cases to 'k'
+    ("b\u0130g", ["non-ASCII"]),
     ("big:99999999999999999999", ["at most 4096"]),
     ("cpus:99999", ["beyond the largest CPU id"]),
     ("cpus", ["needs a CPU list"]),
@@ -66,7 +68,7 @@ def test_canonical_text_round_trips(spec):
     ("cpus:a", ["not a CPU number"]),
     ("all:2", ["takes no count"]),
     ("big little", ["not understood"]),
-    ("b\u00efg", ["not understood"]),
+    ("b\u00efg", ["non-ASCII"]),
     ("\u0000big", ["not understood"]),
     ("big;rm -rf /", ["not understood"]),
     ("../../etc", ["not understood"]),

@@ -3,6 +3,8 @@ string and whatever the board, resolve() returns CPUs that are usable,
 distinct and what the mode means, or raises ModeError -- nothing else."""
 import string
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +37,7 @@ def check(topo, mode):
     """Invariants of one resolve() call; returns the Resolution or None."""
     try:
         res = resolve(topo, mode)
+        assert mode.isascii(), "non-ASCII mode %r accepted" % mode
     except ModeError as err:
         assert str(err), "a ModeError must explain itself"
         assert len(str(err)) < 2000
@@ -108,3 +111,43 @@ def test_every_valid_count_resolves_on_random_boards(topo, data):
     n = data.draw(st.integers(1, len(cores)))
     assert resolve(topo, "%s:%d" % (cls["name"], n)).cpus == cores[:n]
     assert check(topo, "%s:%d" % (cls["name"], len(cores) + 1)) is None
+
+
+# ------------------------------------- the same strings against a live session
+
+@pytest.fixture(scope="module")
+def live_session(tmp_path_factory):
+    from test_session import Session
+    s = Session(tmp_path_factory.mktemp("fuzz-session"))
+    yield s
+    s.close()
+
+
+@settings(max_examples=250, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(mode=near_grammar | any_text | huge_text)
+def test_set_thread_mode_over_rpc_returns_true_state_or_clear_error(live_session, mode):
+    """edge.set_thread_mode in a real session: a state that /proc confirms
+    from outside, or an RPC error with an explanation; the session lives on."""
+    from tvm.error import RPCError
+    from edge_server.pinning import read_affinities
+    topo = live_session.topology
+    if "\x00" in mode:
+        mode = mode.replace("\x00", "")    # TVM's RPC cuts strings at NUL
+    try:
+        expected = resolve(topo, mode)
+    except ModeError:
+        expected = None
+    try:
+        state = live_session.set_mode(mode)
+    except RPCError as err:
+        assert expected is None, "refused a valid mode %r: %s" % (mode, err)
+        assert "thread mode" in str(err)
+        state = live_session.state()
+    else:
+        assert expected is not None and state["cpus"] == expected.cpus
+    seen = read_affinities(state["pid"])
+    assert {t["tid"]: t["cpus"] for t in state["threads"]} == seen
+    assert seen[state["pid"]] == [state["cpus"][0]]
+    assert all(set(c) <= set(state["cpus"]) for c in seen.values())
+    assert state["tvm_num_threads"] == len(state["cpus"])

@@ -34,7 +34,8 @@ class Session:
         self.work_dir = tmp_path / "work"
         self.work_dir.mkdir()
         port = procs.free_port()
-        settings = dict(port=port, key="s1test", topology=topology or real_topology(),
+        self.topology = topology or real_topology()
+        settings = dict(port=port, key="s1test", topology=self.topology,
                         default_mode=default_mode, work_dir=str(self.work_dir),
                         fixture_root=fixture_root, **limits)
         cfg = tmp_path / "settings.json"
@@ -176,9 +177,9 @@ HOSTILE = [
     ("cpus:0-4095", "does not have"),
     ("mid", "classes are big"),
     ("prime:1", "classes are big"),
-    ("big:\u0661", "whole number"),
-    ("\u5927\u6838", "not understood"),
-    ("b\u0131g", "not understood"),
+    ("big:\u0661", "non-ASCII"),
+    ("\u5927\u6838", "non-ASCII"),
+    ("b\u0131g", "non-ASCII"),
     ("x" * 10_000, "longer than 256"),
     ("cpus:" + "0," * 5000, "longer than 256"),
     ("'; DROP TABLE modes; --", "not understood"),
