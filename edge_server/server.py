@@ -643,8 +643,7 @@ class Server:
         else:
             self.failed += 1
         why = " (%s)" % s.kill_reason if s.kill_reason else ""
-        extra = {"PEER": s.peer, "EXIT_STATUS": ending, "SESSION_PID": s.pid,
-                 "THREAD_MODE": s.mode}
+        extra = {"PEER": s.peer, "EXIT_STATUS": ending, "SESSION_PID": s.pid}
         (log.info if good else log.warning)(
             "session %s: ended, %s after %.1fs%s%s", s.peer, ending, elapsed, why,
             "; work dir left behind: %s" % leftover if leftover else "", extra=extra)

@@ -296,8 +296,9 @@ class TrackerLink:
         self._expect_success(value)
         self._put_acked = True
         if self.attempts or self.last_error:
-            log.info("tracker %s: registered again after %d failed attempts (last error: %s)",
-                     self.name, self.attempts, self.last_error, extra={"TRACKER": self.name})
+            log.info("tracker %s: registered%s as key %s after %d failed attempts (last error: "
+                     "%s)", self.name, " again" if self._ever_registered else "", self.key,
+                     self.attempts, self.last_error, extra={"TRACKER": self.name, "KEY": self.key})
         elif not self._ever_registered:
             log.info("tracker %s: registered as key %s", self.name, self.key,
                      extra={"TRACKER": self.name, "KEY": self.key})
