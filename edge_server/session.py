@@ -58,8 +58,8 @@ class ThreadModes:
             self.pinner = ThreadPinner.create(self.host_cpus)
             mode, cpus = self._default()
             state = self.pinner.apply(mode, cpus)
-        except (ModeError, PinningError, OSError) as err:
-            self.setup_error = str(err)
+        except Exception as err:  # noqa: B902 - serve unpinned rather than not at all
+            self.setup_error = "%s: %s" % (type(err).__name__, err)
             logger.error("session %s: cannot set up the default thread mode %r: %s",
                          self.ctx.peer, self.ctx.default_mode, err,
                          extra={"PEER": self.ctx.peer, "THREAD_MODE": self.ctx.default_mode})
@@ -93,7 +93,7 @@ class ThreadModes:
             self._check_exists_here(res.mode, res.cpus)
             state = pinner.apply(res.mode, res.cpus)
         except (ModeError, PinningError) as err:
-            logger.warning("session %s: refused thread mode %.80r: %s", self.ctx.peer, mode,
+            logger.warning("session %s: refused: %s", self.ctx.peer,
                            err, extra={"PEER": self.ctx.peer, "THREAD_MODE": str(mode)[:80]})
             raise
         logger.info("session %s: thread mode %s on cpus %s", self.ctx.peer, state["mode"],

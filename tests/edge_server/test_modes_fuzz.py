@@ -133,7 +133,7 @@ def test_set_thread_mode_over_rpc_returns_true_state_or_clear_error(live_session
     from edge_server.pinning import read_affinities
     topo = live_session.topology
     if "\x00" in mode:
-        mode = mode.replace("\x00", "")    # TVM's RPC cuts strings at NUL
+        mode = mode.split("\x00")[0]    # TVM's RPC cuts strings at the first NUL
     try:
         expected = resolve(topo, mode)
     except ModeError:

@@ -217,7 +217,7 @@ def test_mode_changes_are_logged_with_the_peer(session):
     peer = "127.0.0.1:"
     log = session.log()
     assert "thread mode cpus:1 on cpus 1" in log and peer in log, log
-    assert "refused thread mode 'big:9'" in log, log
+    assert "refused: thread mode 'big:9' asks for 9" in log, log
 
 
 def test_topology_function_returns_the_document(session):
@@ -506,7 +506,7 @@ def test_e2e_hostile_modes_and_paths_leave_session_and_daemon_serving(tracker, e
     state = json.loads(remote.get_function("edge.thread_state")())
     assert state["pid"] != first_pid and state["cpus"] == [0, 1]
     assert edge_server.alive()
-    assert "refused thread mode 'big:0'" in edge_server.log()
+    assert "refused: thread mode 'big:0'" in edge_server.log()
 
 
 def test_e2e_fixture_board_resolves_against_the_fixture(tracker, tmp_path):
