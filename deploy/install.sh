@@ -183,16 +183,28 @@ check_packages() {
   install them first: sudo apt-get install -y $missing"
 }
 
-source_spec() {
+check_source() {
     if ! grep -qs '^name = tvm-edge-rpc' "$SRC/setup.cfg"; then
         die "$SRC is not a tvm-edge-rpc checkout (no setup.cfg naming tvm-edge-rpc); run the install.sh inside the checkout"
     fi
-    if [ "$ROLE" = board ]; then echo "${SRC}[systemd]"; else echo "${SRC}[host]"; fi
+}
+
+# pip builds a source directory in place (setuptools writes *.egg-info and
+# build/ into it), which fails in a checkout we may not write and races with
+# a developer's own builds: build from a private copy instead.
+copy_source() {
+    local dest=$1
+    echo "+ copy $SRC to $dest (sources only: no .git, .venv, tests, build output)"
+    [ "$DRY_RUN" = 1 ] && return 0
+    tar -C "$SRC" --exclude=./.git --exclude=./.venv --exclude=./tests --exclude=./bench \
+        --exclude=./build --exclude=./dist --exclude='*.egg-info' --exclude=__pycache__ \
+        --exclude=.pytest_cache --exclude=.hypothesis -cf - . | tar -C "$dest" -xf -
 }
 
 make_venv() {
-    local venv=$DESTDIR$PREFIX spec
-    spec=$(source_spec)
+    local venv=$DESTDIR$PREFIX extra=systemd build
+    [ "$ROLE" = tracker ] && extra=host
+    check_source
     if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ] && [ -n "$(ls -A "$venv" 2>/dev/null)" ]; then
         die "$venv exists and is not a virtual environment; remove it or choose another --prefix"
     fi
@@ -201,7 +213,16 @@ make_venv() {
     else
         run "$PYTHON" -m venv "$venv"
     fi
-    run "$venv/bin/python" -m pip install --disable-pip-version-check ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "$spec"
+    if [ "$DRY_RUN" = 1 ]; then
+        build="\$TMPDIR/edge-server-src.XXXXXX"
+    else
+        build=$(mktemp -d "${TMPDIR:-/tmp}/edge-server-src.XXXXXX")
+        # shellcheck disable=SC2064  # expand now: the trap runs after locals are gone
+        trap "rm -rf '$build'" EXIT
+    fi
+    copy_source "$build"
+    run "$venv/bin/python" -m pip install --disable-pip-version-check \
+        ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "${build}[$extra]"
     if [ -n "$DESTDIR" ]; then
         unstage_paths "$venv"
     fi

@@ -1,0 +1,308 @@
+"""deploy/install.sh: its dry run line by line, a staged install (DESTDIR) file
+by file, reinstalls that keep the settings file, and its refusals (not root,
+missing apt packages, an old or home-directory Python, bad arguments)."""
+import glob
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import DEPLOY, INSTALL_SH, REPO, run_install, stage
+
+NOBODY = 65534
+
+
+def mode_of(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def lines(proc):
+    return proc.stdout.splitlines()
+
+
+def test_dry_run_lists_every_action_and_changes_nothing(tmp_path):
+    prefix = tmp_path / "opt" / "edge"
+    proc = run_install("--dry-run", "--prefix", prefix)
+    assert proc.returncode == 0, proc.stderr
+    py = "/usr/bin/python3"
+    assert lines(proc) == [
+        "install.sh: role board, prefix %s, root / (dry run: nothing is changed)" % prefix,
+        "+ %s -m venv %s" % (py, prefix),
+        "+ copy %s to $TMPDIR/edge-server-src.XXXXXX (sources only: no .git, .venv, tests, "
+        "build output)" % REPO,
+        "+ %s/bin/python -m pip install --disable-pip-version-check "
+        "$TMPDIR/edge-server-src.XXXXXX[systemd]" % prefix,
+        "+ install -d -m 0755 /etc/systemd/system",
+        "+ install -m 0644 %s/edge-server.service /etc/systemd/system/edge-server.service "
+        "(ExecStart=%s/bin/...)" % (DEPLOY, prefix),
+        "+ install -d -m 0755 /etc/default",
+        "+ install -m 0644 %s/edge-server.env /etc/default/edge-server" % DEPLOY,
+        "+ systemctl daemon-reload",
+        "+ systemctl enable --now edge-server.service",
+        "install.sh: dry run: nothing was changed",
+    ]
+    assert not prefix.exists() and not (tmp_path / "opt").exists()
+    assert not os.path.exists("/etc/systemd/system/edge-server.service")
+
+
+def test_dry_run_with_destdir_stages_and_skips_systemctl(tmp_path):
+    dest = tmp_path / "stage"
+    proc = run_install("--dry-run", "--tracker", "tuning-host:9190", "--key", "rk3588",
+                       destdir=dest)
+    assert proc.returncode == 0, proc.stderr
+    out = lines(proc)
+    assert out[0] == ("install.sh: role board, prefix /opt/edge-server, root %s "
+                      "(dry run: nothing is changed)" % dest)
+    assert "+ /usr/bin/python3 -m venv %s/opt/edge-server" % dest in out
+    assert ("+ install -m 0644 %s/edge-server.service %s/etc/systemd/system/edge-server.service "
+            "(ExecStart=/opt/edge-server/bin/...)" % (DEPLOY, dest)) in out
+    assert ("+ install -m 0644 %s/edge-server.env %s/etc/default/edge-server "
+            "(with TRACKER=tuning-host:9190 KEY=rk3588)" % (DEPLOY, dest)) in out
+    assert "install.sh: skipping systemctl: staged under %s" % dest in out
+    assert not any(line.startswith("+ systemctl") for line in out), out
+    assert not dest.exists()
+
+
+def test_dry_run_as_non_root_previews(tmp_path):
+    proc = run_install("--dry-run", "--prefix", tmp_path / "venv", user=NOBODY)
+    assert proc.returncode == 0, proc.stderr
+    assert "install.sh: note: not root; the real install needs root" in proc.stdout
+    assert "+ systemctl enable --now edge-server.service" in lines(proc)
+
+
+def test_tracker_role_dry_run(tmp_path):
+    proc = run_install("--dry-run", "--role", "tracker", destdir=tmp_path / "s")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "edge-server-src.XXXXXX[host]" in out
+    assert "tvm-tracker.service (ExecStart=/opt/edge-server/bin/...)" in out
+    assert "edge-server.env" not in out and "/etc/default" not in out
+
+
+def test_staged_unit_has_the_prefix(staged_install):
+    root, _ = staged_install
+    unit = root / "etc/systemd/system/edge-server.service"
+    assert mode_of(unit) == 0o644
+    expected = (DEPLOY / "edge-server.service").read_text().replace("/opt/edge-server",
+                                                                     "/srv/edge")
+    assert unit.read_text() == expected
+    assert "ExecStart=/srv/edge/bin/edge-server --tracker=${TRACKER}" in expected
+    assert "/opt/edge-server" not in unit.read_text()
+
+
+def test_staged_settings_file(staged_install):
+    root, _ = staged_install
+    env = root / "etc/default/edge-server"
+    assert mode_of(env) == 0o644
+    shipped = (DEPLOY / "edge-server.env").read_text().splitlines()
+    written = env.read_text().splitlines()
+    assert len(written) == len(shipped)
+    changed = [(a, b) for a, b in zip(shipped, written) if a != b]
+    assert changed == [("TRACKER=tracker.local:9190", "TRACKER=tuning-host:9190"),
+                       ("KEY=rk3399", "KEY=rk3399-lab")]
+
+
+def test_staged_environment_points_at_the_prefix(staged_install):
+    """Every script in the staged venv names /srv/edge, not the staging dir,
+    so the tree works once copied onto the board."""
+    root, _ = staged_install
+    venv = root / "srv/edge"
+    assert (venv / "pyvenv.cfg").is_file()
+    server = venv / "bin/edge-server"
+    assert mode_of(server) & 0o111
+    assert server.read_text().splitlines()[0] == "#!/srv/edge/bin/python"
+    for path in (venv / "bin").iterdir():
+        if path.is_file() and not path.is_symlink():
+            assert str(root) not in path.read_text(errors="replace"), path
+    assert str(root) not in (venv / "pyvenv.cfg").read_text()
+    assert not Path("/srv/edge").exists()  # nothing outside DESTDIR
+
+
+def test_staged_package_is_importable(staged_install):
+    root, _ = staged_install
+    proc = subprocess.run([str(root / "srv/edge/bin/python"), "-c",
+                           "import edge_server.main, sys; print(edge_server.main.__file__)"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60,
+                          cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith(str(root / "srv/edge/lib"))
+
+
+def test_staged_run_prints_the_real_actions(staged_install):
+    root, proc = staged_install
+    out = lines(proc)
+    assert out[0] == "install.sh: role board, prefix /srv/edge, root %s (real)" % root
+    assert "+ /usr/bin/python3 -m venv %s/srv/edge" % root in out
+    copy = [line for line in out if line.startswith("+ copy %s to " % REPO)]
+    assert len(copy) == 1
+    build = copy[0].split()[4]
+    assert "+ %s/srv/edge/bin/python -m pip install --disable-pip-version-check --no-deps "\
+        "%s[systemd]" % (root, build) in out
+    assert not os.path.exists(build)  # the private build copy is gone
+    assert "install.sh: skipping systemctl: staged under %s" % root in out
+    assert not any(line.startswith("+ systemctl") for line in out)
+
+
+def test_reinstall_keeps_an_edited_settings_file(tmp_path):
+    root = tmp_path / "root"
+    stage(root)
+    env = root / "etc/default/edge-server"
+    unit = root / "etc/systemd/system/edge-server.service"
+    env.write_text("TRACKER=my-host:9190\nKEY=mine\n")
+    os.chmod(env, 0o600)
+    unit.write_text("stale unit\n")
+    proc = stage(root, "--key", "ignored")
+    assert env.read_text() == "TRACKER=my-host:9190\nKEY=mine\n"
+    assert mode_of(env) == 0o600
+    assert unit.read_text() == (DEPLOY / "edge-server.service").read_text()
+    assert "= keep %s: it exists (new defaults and docs are in %s/edge-server.env)" % (
+        env, DEPLOY) in lines(proc)
+    assert "--tracker/--key ignored because %s exists" % env in proc.stdout
+    assert "install.sh: updating the existing environment %s/opt/edge-server" % root in lines(proc)
+
+
+def test_not_root_without_destdir_is_refused(tmp_path):
+    prefix = tmp_path / "venv"
+    proc = run_install("--prefix", prefix, user=NOBODY)
+    assert proc.returncode == 1
+    assert "install.sh: error: must run as root" in proc.stderr
+    assert "DESTDIR=/tmp/stage" in proc.stderr  # says what would work
+    assert not prefix.exists()
+
+
+@pytest.fixture
+def nobody_dir():
+    """A directory nobody can write (pytest's tmp dirs are private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="edge-deploy-"))
+    os.chmod(path, 0o755)
+    os.chown(path, NOBODY, NOBODY)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_not_root_can_stage(nobody_dir):
+    dest = nobody_dir / "stage"
+    proc = run_install("--role", "tracker", "--pip-arg=--no-deps", destdir=dest, user=NOBODY,
+                       env={"HOME": str(nobody_dir), "PIP_CACHE_DIR": str(nobody_dir / "cache")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    unit = dest / "etc/systemd/system/tvm-tracker.service"
+    assert os.stat(unit).st_uid == NOBODY and mode_of(unit) == 0o644
+
+
+def _path_without(tmp_path, *missing):
+    """A PATH with the commands install.sh uses, minus `missing`."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("dirname", "id", "grep", "sed", "install", "mktemp", "chmod", "mv", "ls",
+                 "gcc", "g++", "pkg-config", "setpriv"):
+        found = shutil.which(name)
+        if found and name not in missing:
+            (bindir / name).symlink_to(found)
+    return str(bindir)
+
+
+def test_missing_apt_packages_are_named_with_the_command(tmp_path):
+    path = _path_without(tmp_path, "g++", "pkg-config")
+    proc = run_install("--dry-run", env={"PATH": path})
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "install.sh: error: missing system packages: pkg-config g++",
+        "  install them first: sudo apt-get install -y pkg-config g++",
+    ]
+
+
+def test_tracker_role_needs_no_compiler(tmp_path):
+    path = _path_without(tmp_path, "g++", "gcc", "pkg-config")
+    proc = run_install("--dry-run", "--role", "tracker", env={"PATH": path})
+    assert proc.returncode == 0, proc.stderr
+
+
+def _old_pythons():
+    found = []
+    for pattern in ("/root/.pyenv/versions/3.[0-8].*/bin/python3",
+                    "/usr/bin/python3.[0-8]", "/usr/local/bin/python3.[0-8]"):
+        found += glob.glob(pattern)
+    return sorted(found)
+
+
+@pytest.mark.skipif(not _old_pythons(), reason="no Python older than 3.9 on this machine")
+def test_old_python_is_refused():
+    old = _old_pythons()[-1]
+    proc = run_install("--dry-run", "--python", old)
+    assert proc.returncode == 1
+    assert "edge-server needs Python >= 3.9" in proc.stderr
+    assert "Python '%s' is 3." % old in proc.stderr
+
+
+def test_python_under_home_is_refused(tmp_path):
+    """The unit has ProtectHome=yes: a venv on a Python in /root would not start."""
+    real = os.path.realpath(sys.executable)
+    if not real.startswith(("/root/", "/home/")):
+        pytest.skip("this test's Python (%s) is not under a home directory" % real)
+    proc = run_install("--dry-run", "--python", sys.executable)
+    assert proc.returncode == 1
+    assert "under a home directory the service cannot see (ProtectHome=yes)" in proc.stderr
+    assert "--python /usr/bin/python3" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--key", "a:b"], "--key 'a:b' has characters a TVM key cannot carry"),
+    (["--key", "two words"], "--key 'two words' has characters"),
+    (["--tracker", "nohost"], "--tracker 'nohost' is not HOST:PORT"),
+    (["--prefix", "relative/dir"], "--prefix must be an absolute path"),
+    (["--prefix", "/"], "--prefix / is not a virtual environment directory"),
+    (["--role", "laptop"], "--role must be 'board' or 'tracker', not 'laptop'"),
+    (["--role", "tracker", "--key", "k"], "the tracker role has no settings file"),
+    (["--frobnicate"], "unknown option '--frobnicate'"),
+])
+def test_bad_arguments(args, message):
+    proc = run_install("--dry-run", *args)
+    assert proc.returncode == 1
+    assert message in proc.stderr, proc.stderr
+
+
+def test_prefix_that_is_not_a_venv_is_refused(tmp_path):
+    root = tmp_path / "root"
+    (root / "opt/edge-server").mkdir(parents=True)
+    (root / "opt/edge-server/data.txt").write_text("mine")
+    proc = run_install("--dry-run", destdir=root)
+    assert proc.returncode == 1
+    assert "exists and is not a virtual environment" in proc.stderr
+    assert (root / "opt/edge-server/data.txt").read_text() == "mine"
+
+
+def test_help():
+    proc = run_install("--help")
+    assert proc.returncode == 0
+    for option in ("--role", "--prefix", "--python", "--tracker", "--key", "--pip-arg",
+                   "--destdir", "--no-systemctl", "--dry-run"):
+        assert option in proc.stdout
+
+
+def test_shellcheck_clean():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    proc = subprocess.run(["shellcheck", str(INSTALL_SH)], stdout=subprocess.PIPE, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_full_install_with_dependencies(tmp_path):
+    """The real pip path once: every dependency, systemd-python built from source."""
+    root = tmp_path / "root"
+    proc = run_install(destdir=root, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    python = root / "opt/edge-server/bin/python"
+    check = subprocess.run(
+        [str(python), "-c", "import tvm, systemd.daemon, systemd.journal, psutil, cpuinfo, "
+         "cloudpickle, edge_server.server; print(tvm.__version__)"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.strip().startswith("0.27")
+    helptext = subprocess.run([str(python), "-m", "edge_server", "--help"],
+                              stdout=subprocess.PIPE, text=True, timeout=120).stdout
+    assert "--tracker" in helptext and "--grace" in helptext
