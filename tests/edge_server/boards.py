@@ -89,7 +89,7 @@ def all_boards() -> Dict[str, dict]:
     boards = dict(HAND_BOARDS)
     boards.update(fixture_boards())
     boards.update(probed_fixture_boards())
-    boards["probe:this-machine"] = real_topology()
+    boards["live:this-machine"] = real_topology()
     return boards
 
 

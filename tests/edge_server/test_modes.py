@@ -240,3 +240,39 @@ def test_every_board_names_its_missing_classes(name):
         with pytest.raises(ModeError) as err:
             resolve(topo, wanted)
         assert all(n in str(err.value) for n in have)
+
+
+# ------------------------------------------------ fixture boards, exact values
+
+FIXTURE_CASES = [
+    ("rk3399", "little:6", None, "asks for 6 little cores but this board has 4 (cpus 0-3); "
+                                 "try little:4 or little"),
+    ("rk3399", "big:2", [4, 5], None),
+    ("rk3399-offline", "big", [5], None),              # cpu4 offline
+    ("rk3399-offline", "big:2", None, "has 1 (cpus 5)"),
+    ("rk3399-offline", "cpus:4", None, "CPU 4, which is offline"),
+    ("rk3588-binned", "prime", [6, 7], None),          # the faster-binned A76 pair
+    ("rk3588-binned", "big:1", [4], None),
+    ("snapdragon855", "prime", [7], None),
+    ("snapdragon855", "big", [4, 5, 6], None),
+    ("snapdragon855", "class2:2", [0, 1], None),
+    ("snapdragon855", "mid", None, "classes are prime, big, little"),
+    ("rpi4", "little:2", [0, 1], None),                # one class: little == big
+    ("x86-server-smt", "all", list(range(16)), None),  # siblings 16-31 left out
+    ("x86-server-smt", "big:17", None, "has 16"),
+    ("x86-server-smt", "cpus:0,16", [0, 16], None),    # explicit siblings are fine
+    ("intel-hybrid", "big", [0, 2, 4, 6], None),       # P-cores, one thread each
+    ("intel-hybrid", "little:8", list(range(8, 16)), None),
+]
+
+
+@pytest.mark.parametrize("board, mode, cpus, error", FIXTURE_CASES)
+def test_fixture_boards(board, mode, cpus, error):
+    topo = BOARDS["fixture:" + board]
+    if error is None:
+        assert resolve(topo, mode).cpus == cpus
+        assert resolve(BOARDS["probe:" + board], mode).cpus == cpus
+    else:
+        with pytest.raises(ModeError) as err:
+            resolve(topo, mode)
+        assert error in str(err.value), str(err.value)
