@@ -99,7 +99,7 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
                 thread_mode: str = "all", *, session_timeout: int = 30, priority: int = 1,
                 wait: Optional[float] = 120.0, evaluator_config=None, alloc_repeat: int = 1,
                 max_workers: Optional[int] = None, record: Optional[str] = None,
-                check: bool = True, **runner_kwargs):
+                check: bool = True, preload: bool = True, **runner_kwargs):
     """An RPCRunner measuring every trial on a board of `key` in `thread_mode`.
 
     tracker/key default to TVM_TRACKER_HOST/PORT/KEY like MetaSchedule.
@@ -107,12 +107,18 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
     and accepts the mode (from the topology it announces), so a typo fails
     here instead of as N runner errors. The runner remembers `thread_mode`
     and the board's `topology` for `target_for(runner)`.
+    preload: import TVM's tensor intrinsics now the fast way (see
+    intrin_preload), which tune_tir would otherwise do the slow way.
     """
     from tvm.s_tir.meta_schedule.runner import RPCConfig, RPCRunner
+
+    from host_client.intrin_preload import preload_tensor_intrin
 
     address = parse_tracker(tracker)
     key = default_key(key)
     topology = check_board(str(address), key, thread_mode) if check else None
+    if preload:
+        preload_tensor_intrin()
     runner = RPCRunner(
         rpc_config=RPCConfig(tracker_host=address.host, tracker_port=address.port,
                              tracker_key=key, session_priority=priority,
