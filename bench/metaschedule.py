@@ -24,6 +24,12 @@ LABELS = {"stock": "stock RPCRunner + stock server",
           "edge": "host_client.edge_runner + edge-server"}
 KEYS = {"stock": "bench-ms-stock", "edge": "bench-ms-edge"}
 TARGET_CREATE_MS = 15.0
+# TVM's builder worker imports tvm.s_tir.tensor_intrin inside the first
+# candidate's build (a new worker pool per search iteration), which parses
+# hundreds of TVMScript functions: 10-80 s on a 2-core machine, more than the
+# default 30 s build timeout when the machine is busy. An initializer would not
+# help (the builder's sanity check pays it once more), so the timeout is raised.
+BUILD_TIMEOUT_S = 600
 N = 128
 
 
@@ -66,7 +72,7 @@ def tune_once(side, tracker_port, trials, per_iter, tmp) -> dict:
     db = ms.tune_tir(matmul_mod(), target, work_dir, max_trials_global=trials,
                      num_trials_per_iter=per_iter, runner=runner, seed=0,
                      builder=ms.builder.LocalBuilder(
-                         max_workers=1, initializer=mshooks.preimport_builder))
+                         max_workers=1, timeout_sec=BUILD_TIMEOUT_S))
     wall = bl.now() - t0
     records = db.get_all_tuning_records()
     costs = [float(sum(r.run_secs) / len(r.run_secs)) for r in records if r.run_secs]
@@ -77,7 +83,7 @@ def tune_once(side, tracker_port, trials, per_iter, tmp) -> dict:
     except Exception:  # noqa: BLE001 - the pool dies with us anyway
         pass
     per_hook = {h: [e["ms"] for e in hooks if e["hook"] == h] for h in mshooks.HOOKS}
-    return {"side": side, "wall_s": wall, "trials": len(records), "ok_trials": len(ok),
+    return {"side": side, "first_error": first_error(work_dir), "wall_s": wall, "trials": len(records), "ok_trials": len(ok),
             "failed_trials": len(costs) - len(ok),
             "trials_per_s": len(records) / wall if wall else None,
             "best_ms": min(ok) * 1e3 if ok else None,
@@ -85,6 +91,21 @@ def tune_once(side, tracker_port, trials, per_iter, tmp) -> dict:
             "create_session_ms": bl.summary(per_hook["f_create_session"]),
             "runner_ms_per_trial": (sum(sum(v) for v in per_hook.values())
                                     / max(1, len(per_hook["f_create_session"])))}
+
+
+def first_error(work_dir):
+    """The first "Error in building/running" MetaSchedule logged, shortened."""
+    for log in sorted(Path(work_dir, "logs").glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        for i, line in enumerate(lines):
+            if "Error in building" in line or "Error in running" in line:
+                body = []
+                for follow in lines[i + 1:i + 40]:
+                    if follow.startswith("# from tvm.script") or not follow.strip():
+                        break
+                    body.append(follow.strip())
+                return (line.split("]", 3)[-1].strip() + " " + " | ".join(body))[:1500]
+    return None
 
 
 def run(args) -> dict:
@@ -109,6 +130,8 @@ def run(args) -> dict:
             except Exception as err:  # noqa: BLE001
                 edge_why = "edge-server did not register: %s" % str(err).splitlines()[0]
         why["edge"] = None if "edge" in sides else edge_why
+        if args.sides:
+            sides = [s for s in sides if s in args.sides]
         for i in range(args.pairs):
             order = sides if i % 2 == 0 else list(reversed(sides))
             for side in list(order):
@@ -145,8 +168,10 @@ def summarise(data, why) -> None:
             "available": True,
             "trials_per_s": bl.summary([r["trials_per_s"] for r in runs]),
             "failed_trials": sum(r["failed_trials"] for r in runs),
+            "first_error": next((r["first_error"] for r in runs if r["first_error"]), None),
             "trials": sum(r["trials"] for r in runs),
             "best_ms": bl.summary([r["best_ms"] for r in runs if r["best_ms"] is not None]),
+            "runner_ms_per_trial": bl.summary([r["runner_ms_per_trial"] for r in runs]),
             "hooks_ms": hooks}
     edge = data["sides"]["edge"]
     if edge["available"]:
@@ -169,11 +194,13 @@ def render(data) -> str:
     for side in SIDES:
         s = data["sides"][side]
         if not s["available"]:
-            rows.append([LABELS[side], bl.NOT_AVAILABLE + ": %s" % s["why_not"], "–", "–", "–"])
+            rows.append([LABELS[side], bl.NOT_AVAILABLE + ": %s" % s["why_not"], "–", "–", "–",
+                         "–"])
             continue
         rows.append([LABELS[side], bl.fmt_spread(s["trials_per_s"], "/s"),
                      "%d of %d" % (s["failed_trials"], s["trials"]),
                      bl.fmt_spread(s["hooks_ms"]["f_create_session"], " ms"),
+                     bl.fmt(s["runner_ms_per_trial"].get("median"), " ms"),
                      bl.fmt(s["best_ms"].get("median"), " ms")])
         hook_rows.append([LABELS[side]] + [bl.fmt(s["hooks_ms"][h].get("median"))
                                            for h in mshooks.HOOKS])
@@ -182,17 +209,22 @@ def render(data) -> str:
         "## MetaSchedule (`bench/metaschedule.py`)", "",
         bl.machine_markdown(data["machine"]), "",
         "`ms.tune_tir` of a %dx%dx%d float32 matmul, %d trials (%d per iteration), seed 0, "
-        "target {\"kind\": \"llvm\", \"num-cores\": 2}, LocalBuilder(max_workers=1), runner "
-        "max_workers=1 (both with worker initializers that import TVM before the timeouts "
-        "start), EvaluatorConfig(number=3, repeat=1, min_repeat_ms=100); %d "
+        "target {\"kind\": \"llvm\", \"num-cores\": 2}, LocalBuilder(max_workers=1, "
+        "timeout_sec=%d), runner max_workers=1 (its workers import TVM in an initializer, "
+        "before the first trial), EvaluatorConfig(number=3, repeat=1, min_repeat_ms=100); %d "
         "alternating pair(s) of runs; ours in thread mode `all`."
-        % (N, N, N, data["trials"], data["per_iter"], data["pairs"]), "",
+        % (N, N, N, data["trials"], data["per_iter"], BUILD_TIMEOUT_S, data["pairs"]), "",
         bl.table(["runner", "trials/s (whole tuning job)", "failed trials",
-                  "session creation per trial", "best kernel"], rows), "",
+                  "session creation per trial", "runner time per trial (all hooks)",
+                  "best kernel"], rows), "",
         "Median per-trial time in each runner hook, ms (measured inside the runner's "
         "worker process):", "",
         bl.table(["runner"] + mshooks.HOOKS, hook_rows), "",
     ]
+    for side in SIDES:
+        err = data["sides"][side].get("first_error")
+        if err:
+            text.append("- first trial error of %s: `%s`" % (LABELS[side], err[:400]))
     if t.get("trials_per_s_ratio"):
         text.append("- trials/s, ours / stock (per pair): %s"
                     % bl.fmt_spread(t["trials_per_s_ratio"], "x"))
@@ -209,6 +241,7 @@ def main(argv=None) -> int:
                         help="trials per search iteration (default: all in one, so the "
                              "builder's per-iteration worker start is paid once)")
     parser.add_argument("--pairs", type=int, default=2)
+    parser.add_argument("--sides", nargs="+", choices=SIDES, help="run only these (debugging)")
     args = parser.parse_args(argv)
     if args.quick:
         args.trials, args.pairs = 4, 1

@@ -70,15 +70,6 @@ def read_log(log_path) -> list:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def preimport_builder():
-    """LocalBuilder worker initializer: TVM's builder imports
-    tvm.s_tir.tensor_intrin on its first build, which parses hundreds of
-    TVMScript functions (tens of seconds on a loaded 2-core machine) and
-    would count against the 30 s build timeout of the first candidate. An
-    initializer runs before the timeout starts."""
-    import tvm.s_tir.tensor_intrin  # noqa: F401
-
-
 def preimport_runner():
     """RPCRunner worker initializer: import TVM before the first trial, so the
     first trial's hooks time the session, not the import."""
