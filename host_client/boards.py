@@ -57,8 +57,11 @@ class Board:
 def describe_classes(topology: dict) -> str:
     parts = []
     for cls in sorted(topology.get("classes") or [], key=lambda c: c.get("rank", 0)):
-        text = "%s %d×%s" % (cls.get("name"), len(cls.get("cpus") or []),
-                             cls.get("uarch") or "unknown-core")
+        count = len(cls.get("cpus") or [])
+        if cls.get("uarch"):
+            text = "%s %d×%s" % (cls.get("name"), count, cls["uarch"])
+        else:
+            text = "%s %d core%s" % (cls.get("name"), count, "" if count == 1 else "s")
         if cls.get("max_freq_khz"):
             text += "@%sGHz" % _ghz(cls["max_freq_khz"])
         parts.append(text)

@@ -79,6 +79,21 @@ def alloc_argument(session, device, args_info, alloc_repeat):
     return alloc_argument_common(fill, device, args_info, alloc_repeat)
 
 
+def cleanup(session, remote_path) -> None:
+    """f_cleanup: remove what this trial uploaded, if it is still there.
+
+    MetaSchedule's default also calls remove("") (the whole temp dir on a
+    stock server) and fails when "<artifact>.so" was never made; edge-server
+    refuses both, and removes the session's work dir itself when it ends."""
+    if session is None or remote_path is None:
+        return
+    for name in (remote_path, remote_path + ".so"):
+        try:
+            session.remove(name)
+        except Exception:  # not there: nothing to clean
+            pass
+
+
 def host_random_fill(tensor) -> None:
     """Fill a (remote) tensor with random data made on the host."""
     import numpy as np
@@ -125,7 +140,7 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
                              session_timeout_sec=session_timeout),
         evaluator_config=evaluator_config, alloc_repeat=alloc_repeat,
         f_create_session=EdgeSessionFactory(thread_mode, wait=wait, record=record),
-        f_alloc_argument=alloc_argument, max_workers=max_workers, **runner_kwargs)
+        f_alloc_argument=alloc_argument, f_cleanup=cleanup, max_workers=max_workers, **runner_kwargs)
     runner.thread_mode = thread_mode
     runner.topology = topology
     return runner

@@ -1,5 +1,6 @@
 """Plain-text tables and the progress bar of `edge-client`."""
 import json
+import textwrap
 from typing import List, Optional, Sequence
 
 from host_client.boards import describe_classes
@@ -51,7 +52,8 @@ def probe_text(board: str, topology: dict, state: Optional[dict], targets: dict)
     if disallowed:
         lines.append("not allowed  cpus %s" % _cpus(disallowed))
     if topology.get("isa"):
-        lines.append("isa       %s" % " ".join(topology["isa"]))
+        lines += textwrap.wrap(" ".join(topology["isa"]), width=100,
+                               initial_indent="isa       ", subsequent_indent=" " * 10)
     if state:
         lines.append("session   mode %s on cpus %s, %s threads" % (
             state.get("mode"), _cpus(state.get("cpus")), state.get("nthreads")))
@@ -64,20 +66,23 @@ def probe_text(board: str, topology: dict, state: Optional[dict], targets: dict)
 
 def bench_table(results, board, kernel_label: str) -> str:
     baseline = next((r.mean_ms for r in results if r.mean_ms), None)
-    rows = []
+    rows, notes = [], []
     for r in results:
         if r.error:
-            rows.append([r.mode, _cpus(r.cpus), "-", "-", "-", "-", "-", "error: " + r.error])
+            rows.append([r.mode, _cpus(r.cpus), "-", "-", "-", "-", "failed"])
+            notes.append("%s: %s" % (r.mode, r.error))
             continue
         rel = baseline / r.mean_ms if baseline and r.mean_ms else None
-        note = "" if r.correct in (None, True) else "WRONG RESULT"
+        if r.correct is False:
+            notes.append("%s: the kernel's output differs from numpy's" % r.mode)
         rows.append([r.mode, _cpus(r.cpus), str(r.nthreads), "%.3f" % r.mean_ms,
                      "%.3f" % r.stddev_ms, "%.1f%%" % (100 * (r.cv or 0)),
-                     "%.2fx" % rel if rel else "-", note])
+                     "%.2fx" % rel if rel else "-"])
     head = "%s on %s (key %s), %s" % (kernel_label, board.address, board.key,
                                       describe_classes(board.topology or {}))
-    return head + "\n" + table(["MODE", "CPUS", "THREADS", "MEAN MS", "STDDEV MS", "CV",
-                                "SPEED", ""], rows, right=(2, 3, 4, 5, 6))
+    lines = [head, table(["MODE", "CPUS", "THREADS", "MEAN MS", "STDDEV MS", "CV", "SPEED"],
+                         rows, right=(2, 3, 4, 5, 6))]
+    return "\n".join(lines + notes)
 
 
 def _cpus(cpus) -> str:
