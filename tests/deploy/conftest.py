@@ -80,3 +80,15 @@ def staged_install(tmp_path_factory):
 @pytest.fixture(scope="session")
 def staged_root(staged_install):
     return staged_install[0]
+
+
+@pytest.fixture(scope="session")
+def full_install(tmp_path_factory):
+    """The real pip path: a board install staged with every dependency
+    (systemd-python built from source), plus tornado so the same environment
+    can also run the tracker unit. Returns (root, install output)."""
+    root = tmp_path_factory.mktemp("full") / "root"
+    proc = run_install("--pip-arg=tornado", destdir=root, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    shutil.copy2(DEPLOY / "tvm-tracker.service", root / "etc/systemd/system/tvm-tracker.service")
+    return root, proc

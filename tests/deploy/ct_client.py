@@ -1,0 +1,51 @@
+"""A stock TVM client for test_systemd.py, run inside the container's network
+namespace (the tracker listens on the container's 127.0.0.1).
+
+    python ct_client.py session TRACKER_PORT KEY ARTIFACT.tar   one session: mode
+        "all", upload the .tar (the board links it with g++), load, run, check;
+        prints the thread state as one JSON line
+    python ct_client.py hold TRACKER_PORT KEY SECONDS           open a session,
+        print "open", keep it SECONDS
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+N = 4096
+
+
+def request(port, key):
+    from tvm import rpc
+    return rpc.connect_tracker("127.0.0.1", port).request(key, session_timeout=120)
+
+
+def session(port, key, artifact):
+    import tvm
+    remote = request(port, key)
+    state = json.loads(remote.get_function("edge.set_thread_mode")("all"))
+    remote.upload(artifact)
+    mod = remote.load_module(os.path.basename(artifact))
+    dev = remote.cpu()
+    a = tvm.runtime.tensor(np.arange(N, dtype="float32"), dev)
+    b = tvm.runtime.tensor(np.zeros(N, dtype="float32"), dev)
+    mod["main"](a, b)
+    np.testing.assert_allclose(b.numpy(), 2 * np.arange(N, dtype="float32"))
+    print(json.dumps(state), flush=True)
+    return 0
+
+
+def hold(port, key, seconds):
+    remote = request(port, key)  # noqa: F841 - kept open on purpose
+    print("open", flush=True)
+    time.sleep(seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    cmd, port, key, arg = sys.argv[1:5]
+    if cmd == "session":
+        sys.exit(session(int(port), key, arg))
+    sys.exit(hold(int(port), key, float(arg)))

@@ -1,0 +1,261 @@
+"""The installed units under a real systemd (252), with every sandboxing option
+in force: a container booted with systemd-nspawn on a copy-on-write overlay of
+this machine's root, the staged install (test_install's real pip path) copied
+in, booted into a target that starts tvm-tracker and edge-server.
+
+The container has its own network namespace (loopback only); the test's TVM
+client joins it with nsenter. Needs root, overlayfs and systemd-nspawn
+(apt package systemd-container).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import procs  # noqa: E402
+
+KEY = "ct-board"
+TRACKER_PORT = 9190
+GRACE = 3
+BOOT_TARGET = """[Unit]
+Description=edge-server test boot: the tracker and the board only
+Requires=basic.target
+After=basic.target
+Wants=tvm-tracker.service edge-server.service
+AllowIsolate=yes
+"""
+
+
+def prerequisites():
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root")
+    if shutil.which("systemd-nspawn") is None:
+        missing.append("systemd-nspawn (apt-get install systemd-container)")
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        missing.append("overlayfs")
+    return missing
+
+
+pytestmark = pytest.mark.skipif(bool(prerequisites()), reason="needs %s" % prerequisites())
+
+
+class Container:
+    def __init__(self, base, root):
+        self.base = Path(base)
+        self.root = Path(root)
+        self.log_path = self.base / "nspawn.log"
+        self.proc = None
+        self.leader = None
+
+    def boot(self):
+        self.proc = procs.Proc(
+            ["systemd-nspawn", "-D", str(self.root), "--private-network", "--register=no",
+             "--keep-unit", "--machine=edge-test-%d" % os.getpid(), "--quiet",
+             "-b", "systemd.unit=edge-test.target"], self.log_path)
+        deadline = time.time() + 60
+        while time.time() < deadline and self.leader is None:
+            out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-x", "systemd"],
+                                 stdout=subprocess.PIPE, text=True).stdout.split()
+            self.leader = int(out[0]) if out else None
+            if not self.proc.alive():
+                raise RuntimeError("systemd-nspawn exited:\n" + self.proc.log())
+            time.sleep(0.2)
+        assert self.leader, "no systemd in the container:\n" + self.proc.log()
+
+    def run(self, *cmd, check=True, timeout=120):
+        """A command inside the container (all its namespaces), clean environment."""
+        proc = subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-a", "env", "-i",
+             "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_COLORS=0", "SYSTEMD_PAGER=",
+             *map(str, cmd)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            timeout=timeout)
+        if check:
+            assert proc.returncode == 0, "%s: %s" % (" ".join(map(str, cmd)), proc.stdout)
+        return proc.stdout
+
+    def client(self, *args, timeout=180, background=False):
+        """Our TVM client in the container's network namespace (host filesystem)."""
+        argv = ["nsenter", "-t", str(self.leader), "-n", sys.executable,
+                str(HERE / "ct_client.py"), *map(str, args)]
+        env = {"TVM_USE_RUNTIME_LIB": "1"}
+        if background:
+            return procs.Proc(argv, self.base / ("client-%d.log" % time.time_ns()), env=env)
+        full_env = dict(os.environ, **env)
+        return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=timeout, env=full_env)
+
+    def show(self, unit, prop):
+        return self.run("systemctl", "show", "-p", prop, "--value", unit).strip()
+
+    def journal(self, *args):
+        return self.run("journalctl", "--no-pager", "-u", "edge-server", *args)
+
+    def wait_status(self, pattern, timeout=90):
+        deadline = time.time() + timeout
+        status = ""
+        while time.time() < deadline:
+            status = self.show("edge-server", "StatusText")
+            if re.search(pattern, status):
+                return status
+            time.sleep(0.3)
+        raise TimeoutError("edge-server status %r never matched %r\n%s" % (
+            status, pattern, self.run("systemctl", "status", "edge-server", check=False)))
+
+    def wait_registered(self):
+        return self.wait_status(r"registered as key %s at tracker 127\.0\.0\.1:%d"
+                                % (KEY, TRACKER_PORT))
+
+    def shutdown(self):
+        if self.proc is not None and self.proc.alive():
+            self.proc.signal(signal.SIGTERM)       # nspawn asks the container to power off
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                pass
+            self.proc.stop()
+
+
+def install_into(root, staged):
+    """Copy the staged tree onto the container's root, as a board image would have it."""
+    subprocess.run(["cp", "-a", "%s/." % staged, str(root)], check=True)
+    settings = root / "etc/default/edge-server"
+    text = settings.read_text()
+    text = re.sub(r"(?m)^TRACKER=.*$", "TRACKER=127.0.0.1:%d" % TRACKER_PORT, text)
+    text = re.sub(r"(?m)^KEY=.*$", "KEY=%s" % KEY, text)
+    text = re.sub(r'(?m)^EXTRA_ARGS="(.*)"$', r'EXTRA_ARGS="\1 --grace %d"' % GRACE, text)
+    settings.write_text(text)
+    (root / "etc/systemd/system/edge-test.target").write_text(BOOT_TARGET)
+
+
+@pytest.fixture(scope="module")
+def container(full_install):
+    staged, _ = full_install
+    base = Path(tempfile.mkdtemp(prefix="edge-ct-", dir="/var/tmp"))
+    upper, work, root = base / "upper", base / "work", base / "root"
+    for d in (upper, work, root):
+        d.mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    "lowerdir=/,upperdir=%s,workdir=%s" % (upper, work), str(root)], check=True)
+    ct = Container(base, root)
+    try:
+        install_into(root, staged)
+        ct.boot()
+        ct.wait_registered()
+        yield ct
+    finally:
+        ct.shutdown()
+        subprocess.run(["umount", "-l", str(root)])
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    """B = 2 * A exported as a .tar: the board links it with g++ at load_module."""
+    import tvm
+    from tvm import te
+    a = te.placeholder((4096,), name="A", dtype="float32")
+    b = te.compute((4096,), lambda i: a[i] * 2.0, name="B")
+    path = tmp_path_factory.mktemp("artifact") / "vmul.tar"
+    tvm.compile(te.create_prim_func([a, b]), target="llvm").export_library(str(path))
+    os.chmod(path.parent, 0o755)
+    return path
+
+
+def test_service_is_ready_sandboxed_and_registered(container):
+    assert container.show("edge-server", "ActiveState") == "active"
+    assert container.show("edge-server", "Type") == "notify"
+    status = container.wait_registered()
+    assert status.startswith("idle on port 9090; ")
+    pid = container.show("edge-server", "MainPID")
+    proc_status = container.run("cat", "/proc/%s/status" % pid)
+    fields = dict(line.split(":", 1) for line in proc_status.splitlines() if ":" in line)
+    assert fields["Seccomp"].strip() == "2"           # SystemCallFilter= in force
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert fields["CapEff"].strip() == "0000000000000000"
+    assert fields["Uid"].split()[0] != "0"            # DynamicUser=
+    assert container.show("tvm-tracker", "ActiveState") == "active"
+
+
+def test_online_security_rating_matches_offline(container):
+    out = container.run("systemd-analyze", "security", "edge-server.service", check=False)
+    score = float(re.search(r"Overall exposure level for edge-server.service: ([0-9.]+)",
+                            out).group(1))
+    assert score <= 2.0, out
+
+
+def test_a_session_links_and_runs_an_uploaded_tar_in_the_sandbox(container, artifact):
+    result = container.client("session", TRACKER_PORT, KEY, artifact)
+    assert result.returncode == 0, result.stdout
+    state = json.loads(result.stdout.strip().splitlines()[-1])
+    assert state["mode"] == "all" and state["nthreads"] == len(os.sched_getaffinity(0))
+    assert {t["tid"] for t in state["threads"]} and all(
+        len(t["cpus"]) == 1 for t in state["threads"])   # pinned inside the sandbox
+    container.wait_status(r"sessions: [1-9]\d* ok, 0 failed")
+    journal = container.journal("-o", "json")
+    entries = [json.loads(line) for line in journal.splitlines() if line.startswith("{")]
+    ended = [e for e in entries if e.get("EXIT_STATUS") == "exit 0" and "PEER" in e]
+    assert ended, "no session end with EXIT_STATUS in the journal"
+    peer = ended[-1]["PEER"]
+    by_peer = container.journal("PEER=%s" % peer, "-o", "cat")
+    assert "load_module" in by_peer and ".tar" in by_peer, by_peer
+
+
+def test_reload_reprobes_and_stays_active(container):
+    container.wait_registered()
+    container.run("systemctl", "reload", "edge-server")
+    assert container.show("edge-server", "ActiveState") == "active"
+    assert "SIGHUP: re-probed the topology" in container.journal("-o", "cat")
+    container.wait_registered()
+
+
+def test_stop_gives_a_running_session_its_grace_then_ends_it(container):
+    container.wait_registered()
+    holder = container.client("hold", TRACKER_PORT, KEY, 120, background=True)
+    try:
+        deadline = time.time() + 60
+        while "open" not in holder.log() and time.time() < deadline:
+            assert holder.alive(), holder.log()
+            time.sleep(0.2)
+        container.wait_status(r"^serving 127\.0\.0\.1:\d+ in mode all")
+        container.run("systemctl", "stop", "edge-server", timeout=60)
+        assert container.show("edge-server", "Result") == "success"     # not 'timeout'
+        assert container.show("edge-server", "ExecMainStatus") == "0"
+        assert "grace of %ds over" % GRACE in container.journal("-o", "cat")
+    finally:
+        holder.stop()
+        container.run("systemctl", "start", "edge-server")
+    container.wait_registered()
+
+
+def test_a_wedged_daemon_is_restarted_by_the_watchdog(container):
+    container.wait_registered()
+    dropin = container.root / "etc/systemd/system/edge-server.service.d"
+    dropin.mkdir(exist_ok=True)
+    (dropin / "watchdog.conf").write_text("[Service]\nWatchdogSec=3s\n")
+    container.run("systemctl", "daemon-reload")
+    container.run("systemctl", "restart", "edge-server")
+    container.wait_registered()
+    restarts = int(container.show("edge-server", "NRestarts"))
+    wedged = container.show("edge-server", "MainPID")
+    container.run("kill", "-STOP", wedged)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if int(container.show("edge-server", "NRestarts")) > restarts:
+            break
+        time.sleep(0.5)
+    assert int(container.show("edge-server", "NRestarts")) == restarts + 1
+    journal = container.run("journalctl", "--no-pager", "-u", "edge-server", "-o", "cat")
+    assert "Watchdog timeout (limit 3s)!" in journal
+    container.wait_registered()
+    assert container.show("edge-server", "MainPID") != wedged
