@@ -1,0 +1,49 @@
+"""list_boards on a real tracker with edge-server and stock servers."""
+import json
+
+import client_kit
+import host_client
+from host_client.boards import describe_classes
+
+
+def by_key(boards):
+    return {b.key: b for b in boards}
+
+
+def test_every_server_is_listed_with_its_capabilities(stack):
+    for key in (client_kit.LOCAL_KEY, client_kit.RK_KEY, client_kit.STOCK_KEY):
+        stack.wait_free(key)
+    boards = by_key(host_client.list_boards(stack.tracker))
+    assert set(boards) == {client_kit.LOCAL_KEY, client_kit.RK_KEY, client_kit.STOCK_KEY}
+
+    rk = boards[client_kit.RK_KEY]
+    assert rk.edge and rk.address == "127.0.0.1:%d" % stack.rk3399.port
+    assert (rk.key_free, rk.key_pending, rk.key_total) == (1, 0, 1)
+    assert rk.describe_classes() == "big 2×cortex-a72@1.8GHz, little 4×cortex-a53@1.42GHz"
+    assert rk.cores == 6 and rk.arch == "aarch64"
+    assert rk.suggested_target["mcpu"] == "cortex-a72"
+
+    local = boards[client_kit.LOCAL_KEY]
+    assert local.edge and [c["name"] for c in local.classes] == ["big"]
+
+    stock = boards[client_kit.STOCK_KEY]
+    assert not stock.edge and stock.topology is None
+    assert "stock" in stock.describe_classes()
+    assert stock.address == "127.0.0.1:%d" % stack.stock.port
+    json.dumps([b.to_json() for b in boards.values()])
+
+
+def test_a_busy_board_stays_listed_with_no_free_slot(stack):
+    stack.wait_free(client_kit.LOCAL_KEY)
+    session = host_client.connect(stack.tracker, client_kit.LOCAL_KEY, thread_mode="all")
+    try:
+        local = by_key(host_client.list_boards(stack.tracker))[client_kit.LOCAL_KEY]
+        assert (local.key_free, local.key_total) == (0, 1)
+    finally:
+        session.release()
+
+
+def test_class_description_without_frequency_or_uarch():
+    topology = {"classes": [{"name": "big", "rank": 0, "cpus": [0, 1], "uarch": None,
+                             "max_freq_khz": None}]}
+    assert describe_classes(topology) == "big 2 cores"
