@@ -3,14 +3,16 @@ host_client's plugin (`host_client.edge_runner`) + edge-server.
 
 The same job on both sides: tune a 128x128x128 float32 matmul with
 `ms.tune_tir`, the same target ({"kind": "llvm", "num-cores": 2}), seed,
-trial count, builder and evaluator settings; the runner uses one worker
+trial count and evaluator settings; each side uses its own builder (stock
+LocalBuilder, or the plugin's edge_builder); the runner uses one worker
 (max_workers=1) so a trial's session creation is creation, not queueing
 behind the previous trial for the one server. Every runner hook is wrapped
 with a timer (bench/mshooks.py), so the per-trial session-creation time is
 measured where MetaSchedule spends it, in the runner's worker process.
-Runs alternate stock / ours.
+Runs alternate stock / ours, each job in a fresh process.
 """
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -19,10 +21,11 @@ import benchlib as bl
 import mshooks
 
 NAME = "metaschedule"
-SIDES = ["stock", "edge"]
+SIDES = ["stock", "edge", "stock-edge"]
 LABELS = {"stock": "stock RPCRunner + stock server",
-          "edge": "host_client.edge_runner + edge-server"}
-KEYS = {"stock": "bench-ms-stock", "edge": "bench-ms-edge"}
+          "edge": "host_client.edge_runner + edge-server",
+          "stock-edge": "stock RPCRunner + edge-server"}
+KEYS = {"stock": "bench-ms-stock", "edge": "bench-ms-edge", "stock-edge": "bench-ms-edge"}
 TARGET_CREATE_MS = 15.0
 # TVM's builder worker imports tvm.s_tir.tensor_intrin inside the first
 # candidate's build (a new worker pool per search iteration), which parses
@@ -47,7 +50,7 @@ def make_runner(side, tracker_port):
     from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, RPCConfig, RPCRunner
     evaluator = EvaluatorConfig(number=3, repeat=1, min_repeat_ms=100,
                                 enable_cpu_cache_flush=False)
-    if side == "stock":
+    if side in ("stock", "stock-edge"):
         return RPCRunner(rpc_config=RPCConfig(tracker_host=bl.procs.HOST,
                                               tracker_port=tracker_port,
                                               tracker_key=KEYS[side], session_timeout_sec=60),
@@ -60,19 +63,33 @@ def make_runner(side, tracker_port):
                                    initializer=mshooks.preimport_runner)
 
 
+def make_builder(side):
+    """Stock: MetaSchedule's LocalBuilder. Ours: host_client.edge_builder, the
+    plugin's LocalBuilder whose workers import TVM's tensor intrinsics the fast
+    way (part of what a user of the plugin gets)."""
+    if side in ("stock", "stock-edge"):
+        from tvm.s_tir.meta_schedule.builder import LocalBuilder
+        return LocalBuilder(max_workers=1, timeout_sec=BUILD_TIMEOUT_S)
+    import host_client
+    return host_client.edge_builder(max_workers=1, timeout_sec=BUILD_TIMEOUT_S)
+
+
 def tune_once(side, tracker_port, trials, per_iter, tmp) -> dict:
+    """One tuning job, in this process (the child of tune_in_child)."""
+    import cloudpickle
     import tvm
     from tvm.s_tir import meta_schedule as ms
+    cloudpickle.register_pickle_by_value(mshooks)
     log = Path(tempfile.mkstemp(prefix="hooks-%s-" % side, suffix=".jsonl", dir=tmp)[1])
-    runner = make_runner(side, tracker_port)
-    mshooks.wrap_runner(runner, log)
     work_dir = tempfile.mkdtemp(prefix="ms-%s-" % side, dir=tmp)
     target = tvm.target.Target({"kind": "llvm", "num-cores": 2})
     t0 = bl.now()
+    runner = make_runner(side, tracker_port)
+    builder = make_builder(side)
+    mshooks.wrap_runner(runner, log)
+    t1 = bl.now()
     db = ms.tune_tir(matmul_mod(), target, work_dir, max_trials_global=trials,
-                     num_trials_per_iter=per_iter, runner=runner, seed=0,
-                     builder=ms.builder.LocalBuilder(
-                         max_workers=1, timeout_sec=BUILD_TIMEOUT_S))
+                     num_trials_per_iter=per_iter, runner=runner, seed=0, builder=builder)
     wall = bl.now() - t0
     records = db.get_all_tuning_records()
     costs = [float(sum(r.run_secs) / len(r.run_secs)) for r in records if r.run_secs]
@@ -83,7 +100,8 @@ def tune_once(side, tracker_port, trials, per_iter, tmp) -> dict:
     except Exception:  # noqa: BLE001 - the pool dies with us anyway
         pass
     per_hook = {h: [e["ms"] for e in hooks if e["hook"] == h] for h in mshooks.HOOKS}
-    return {"side": side, "first_error": first_error(work_dir), "wall_s": wall, "trials": len(records), "ok_trials": len(ok),
+    return {"side": side, "first_error": first_error(work_dir), "wall_s": wall,
+            "setup_s": t1 - t0, "trials": len(records), "ok_trials": len(ok),
             "failed_trials": len(costs) - len(ok),
             "trials_per_s": len(records) / wall if wall else None,
             "best_ms": min(ok) * 1e3 if ok else None,
@@ -91,6 +109,23 @@ def tune_once(side, tracker_port, trials, per_iter, tmp) -> dict:
             "create_session_ms": bl.summary(per_hook["f_create_session"]),
             "runner_ms_per_trial": (sum(sum(v) for v in per_hook.values())
                                     / max(1, len(per_hook["f_create_session"])))}
+
+
+def tune_in_child(side, tracker_port, trials, per_iter, tmp) -> dict:
+    """tune_once in a fresh process: each job pays its own imports, as a
+    user's tuning script does, and one side's imports never warm the other's."""
+    import subprocess
+    out = Path(tempfile.mkstemp(prefix="result-%s-" % side, suffix=".json", dir=tmp)[1])
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child", side,
+            "--tracker-port", str(tracker_port), "--trials", str(trials),
+            "--per-iter", str(per_iter), "--child-dir", str(tmp), "--child-out", str(out)]
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0 or not out.read_text().strip():
+        tail = " | ".join(proc.stdout.strip().splitlines()[-5:])
+        raise RuntimeError("tuning child for %s exited %s: %s" % (side, proc.returncode,
+                                                                 tail[:600]))
+    return json.loads(out.read_text())
 
 
 def first_error(work_dir):
@@ -104,16 +139,17 @@ def first_error(work_dir):
                     if follow.startswith("# from tvm.script") or not follow.strip():
                         break
                     body.append(follow.strip())
-                return (line.split("]", 3)[-1].strip() + " " + " | ".join(body))[:1500]
+                # the header and the exception at the end of the traceback
+                head = line.split("]", 3)[-1].strip()
+                tail = [b for b in body if not b.startswith(("File ", "^"))][-3:]
+                return (head + " ... " + " | ".join(tail))[:600]
     return None
 
 
 def run(args) -> dict:
-    import cloudpickle
-    cloudpickle.register_pickle_by_value(mshooks)
     data = {"machine": bl.machine(), "trials": args.trials, "per_iter": args.per_iter,
             "pairs": args.pairs, "runs": [], "sides": {}}
-    why = {"stock": None, "edge": None}
+    why = {side: None for side in SIDES}
     edge_ok, edge_why = bl.edge_available()
     try:
         import host_client
@@ -126,10 +162,11 @@ def run(args) -> dict:
         if edge_ok:
             try:
                 stack.edge_server(KEYS["edge"])
-                sides.append("edge")
+                sides += ["edge", "stock-edge"]
             except Exception as err:  # noqa: BLE001
                 edge_why = "edge-server did not register: %s" % str(err).splitlines()[0]
-        why["edge"] = None if "edge" in sides else edge_why
+        for side in ("edge", "stock-edge"):
+            why[side] = None if side in sides else edge_why
         if args.sides:
             sides = [s for s in sides if s in args.sides]
         for i in range(args.pairs):
@@ -138,13 +175,12 @@ def run(args) -> dict:
                 if side not in sides:
                     continue
                 try:
-                    rec = tune_once(side, stack.port, args.trials, args.per_iter, tmp)
+                    rec = tune_in_child(side, stack.port, args.trials, args.per_iter, tmp)
                 except Exception as err:  # noqa: BLE001 - ours failing is a row
                     if side == "stock":
                         raise
-                    why["edge"] = "tuning through the plugin failed: %s" % (
-                        str(err).splitlines()[0][:300])
-                    sides.remove("edge")
+                    why[side] = "the tuning job failed: %s" % str(err).splitlines()[0][:300]
+                    sides.remove(side)
                     continue
                 data["runs"].append(rec)
                 print("%-40s %d trials (%d failed) in %.1f s = %.2f trials/s, create_session "
@@ -182,7 +218,9 @@ def summarise(data, why) -> None:
             "create_ms_median": create, "create_ms_max": TARGET_CREATE_MS,
             "met": create is not None and create < TARGET_CREATE_MS,
             "trials_per_s_ratio": bl.ratios([r["trials_per_s"] for r in e_runs],
-                                            [r["trials_per_s"] for r in s_runs])}
+                                            [r["trials_per_s"] for r in s_runs]),
+            "runner_ms_ratio": bl.ratios([r["runner_ms_per_trial"] for r in s_runs],
+                                         [r["runner_ms_per_trial"] for r in e_runs])}
     else:
         data["target"] = {"met": None, "create_ms_median": None,
                           "create_ms_max": TARGET_CREATE_MS}
@@ -209,9 +247,11 @@ def render(data) -> str:
         "## MetaSchedule (`bench/metaschedule.py`)", "",
         bl.machine_markdown(data["machine"]), "",
         "`ms.tune_tir` of a %dx%dx%d float32 matmul, %d trials (%d per iteration), seed 0, "
-        "target {\"kind\": \"llvm\", \"num-cores\": 2}, LocalBuilder(max_workers=1, "
-        "timeout_sec=%d), runner max_workers=1 (its workers import TVM in an initializer, "
-        "before the first trial), EvaluatorConfig(number=3, repeat=1, min_repeat_ms=100); %d "
+        "target {\"kind\": \"llvm\", \"num-cores\": 2}; builder max_workers=1, "
+        "timeout_sec=%d (stock: LocalBuilder; ours: host_client.edge_builder, whose workers "
+        "import TVM's tensor intrinsics the fast way); runner max_workers=1 (its workers "
+        "import TVM in an initializer, before the first trial); each job in a fresh "
+        "process, timed from creating the runner to the end of tune_tir; EvaluatorConfig(number=3, repeat=1, min_repeat_ms=100); %d "
         "alternating pair(s) of runs; ours in thread mode `all`."
         % (N, N, N, data["trials"], data["per_iter"], BUILD_TIMEOUT_S, data["pairs"]), "",
         bl.table(["runner", "trials/s (whole tuning job)", "failed trials",
@@ -226,8 +266,10 @@ def render(data) -> str:
         if err:
             text.append("- first trial error of %s: `%s`" % (LABELS[side], err[:400]))
     if t.get("trials_per_s_ratio"):
-        text.append("- trials/s, ours / stock (per pair): %s"
+        text.append("- trials/s of the whole job, ours / stock (per pair): %s"
                     % bl.fmt_spread(t["trials_per_s_ratio"], "x"))
+        text.append("- runner time per trial, stock / ours (per pair): %s"
+                    % bl.fmt_spread(t["runner_ms_ratio"], "x"))
     text.append("- session creation per trial under %.0f ms: **%s** (median %s)"
                 % (t["create_ms_max"], bl.verdict(t["met"]), bl.fmt(t["create_ms_median"], " ms")))
     return "\n".join(text)
@@ -242,7 +284,16 @@ def main(argv=None) -> int:
                              "builder's per-iteration worker start is paid once)")
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--sides", nargs="+", choices=SIDES, help="run only these (debugging)")
+    parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--tracker-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        rec = tune_once(args.child, args.tracker_port, args.trials, args.per_iter,
+                        args.child_dir)
+        Path(args.child_out).write_text(json.dumps(rec))
+        return 0
     if args.quick:
         args.trials, args.pairs = 4, 1
     args.per_iter = args.per_iter or args.trials
