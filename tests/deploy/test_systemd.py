@@ -259,3 +259,28 @@ def test_a_wedged_daemon_is_restarted_by_the_watchdog(container):
     assert "Watchdog timeout (limit 3s)!" in journal
     container.wait_registered()
     assert container.show("edge-server", "MainPID") != wedged
+
+
+def test_bad_settings_fail_once_with_a_clear_error(container):
+    """Exit status 2 (bad flags) is in RestartPreventExitStatus=: no restart loop,
+    and the journal says what is wrong."""
+    settings = container.root / "etc/default/edge-server"
+    good = settings.read_text()
+    try:
+        settings.write_text(re.sub(r"(?m)^KEY=.*$", "KEY=rk3399:big", good))
+        container.run("systemctl", "restart", "edge-server", check=False)  # counter back to 0
+        deadline = time.time() + 30
+        while container.show("edge-server", "ActiveState") != "failed" and time.time() < deadline:
+            time.sleep(0.3)
+        assert container.show("edge-server", "ActiveState") == "failed"
+        assert container.show("edge-server", "ExecMainStatus") == "2"
+        time.sleep(6)                                  # longer than RestartSec=5s
+        assert container.show("edge-server", "ActiveState") == "failed"
+        assert container.show("edge-server", "NRestarts") == "0"
+        journal = container.journal("-o", "cat", "-n", "20")
+        assert "edge-server: error:" in journal and "rk3399:big" in journal, journal
+    finally:
+        settings.write_text(good)
+        container.run("systemctl", "reset-failed", "edge-server", check=False)
+        container.run("systemctl", "start", "edge-server")
+    container.wait_registered()
