@@ -18,7 +18,10 @@ child gets its own process group (so a timeout kills it and everything it
 started) and PR_SET_PDEATHSIG (so it cannot outlive a SIGKILLed daemon).
 """
 import ctypes
+import dataclasses
 import errno
+import gc
+import json
 import logging
 import os
 import select
@@ -79,6 +82,14 @@ class _Session:
     deadline: Optional[float]
     client_gone_at: Optional[float] = None
     kill_reason: Optional[str] = None
+
+
+@dataclass
+class _Spare:
+    """A forked child that has set up a session and waits for its client's socket."""
+    pid: int
+    channel: socket.socket
+    born: float
 
 
 def describe_status(status: int) -> str:
@@ -159,6 +170,10 @@ class Server:
         self._pending: List[_Peer] = []
         self._parked: List[_Peer] = []
         self._session: Optional[_Session] = None
+        self._spare: Optional[_Spare] = None
+        self._spare_failures = 0
+        self._spare_retry_at = 0.0
+        self._retired: set = set()
         self._wake_r = self._wake_w = -1
         self._signals: Dict[int, int] = {}
         self._stopping = False
@@ -179,6 +194,9 @@ class Server:
             log.info("removed stale work dir %s (its daemon died without cleaning up)", path)
         self._bind()
         _set_child_subreaper()
+        # Everything imported so far lives as long as the daemon: keep the collector
+        # off those pages, so forked children do not copy them on first touch.
+        gc.freeze()
         self._notifier.ready()
         interval = self._notifier.watchdog_interval()
         if interval:
@@ -247,6 +265,13 @@ class Server:
         for peer in self._pending + self._parked:
             _close(peer.conn)
         self._pending, self._parked = [], []
+        self._retire(self._spare)
+        for pid in list(self._retired):
+            try:
+                os.waitpid(pid, 0)          # SIGKILLed: returns at once
+            except ChildProcessError:
+                pass
+        self._retired.clear()
         self._reap_strays()
         self._work.close()
         signal.set_wakeup_fd(-1)
@@ -295,6 +320,7 @@ class Server:
         self._pending, self._parked = [], []
         if self._link is not None:
             self._link.close()
+        self._retire(self._spare)
         if self._session is not None:
             log.info("%s: stopping; the session of %s may finish within %gs", name,
                      self._session.peer, self.config.grace)
@@ -315,6 +341,7 @@ class Server:
             log.error("SIGHUP: re-probing the topology failed: %s; keeping the previous one", err)
         else:
             self.topology, self.default_mode = topology, mode
+            self._retire(self._spare)       # it was set up for the old topology
             log.info("SIGHUP: re-probed the topology: %d cpus, classes %s; default mode %s",
                      len(topology.get("cpus", [])),
                      ",".join(c.get("name", "?") for c in topology.get("classes", [])), mode)
@@ -364,6 +391,7 @@ class Server:
         self._check_deadlines(now)
         if self._link is not None:
             self._link.tick(now)
+        self._ensure_spare(now)
         if self._next_ping is not None and now >= self._next_ping:
             self._notifier.ping_watchdog()
             self._next_ping = now + self._notifier.watchdog_interval()
@@ -383,6 +411,8 @@ class Server:
                 times.append(s.client_gone_at + VANISH_GRACE)
             if self._stop_deadline is not None:
                 times.append(self._stop_deadline)
+        if self._spare is None and self._spare_retry_at > now:
+            times.append(self._spare_retry_at)
         if self._listen is not None and self._accept_paused_until > now:
             times.append(self._accept_paused_until)
         return max(0.0, min(times) - now)
@@ -400,6 +430,8 @@ class Server:
                 self._accept_paused_until = self._clock() + ACCEPT_PAUSE
                 return
             self._admit(conn, _peer_text(addr), addr[0])
+            if self._session is not None:
+                return          # the rest wait in the backlog, as with the stock server
 
     def _admit(self, conn: socket.socket, peer: str, ip: str) -> None:
         if not self.config.allows(ip):
@@ -413,12 +445,13 @@ class Server:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        self._pending.append(_Peer(conn, peer, self._clock() + self.config.handshake_timeout,
-                                   HandshakeReader()))
+        new = _Peer(conn, peer, self._clock() + self.config.handshake_timeout, HandshakeReader())
+        self._pending.append(new)
         if len(self._pending) > MAX_PENDING:
             self._drop(self._pending[0], "too many handshakes in progress (%d); closing the "
                        "oldest" % MAX_PENDING)
         log.debug("accepted %s", peer, extra={"PEER": peer})
+        self._read_handshake(new)   # usually already here: no extra poll turn
 
     def _drop(self, peer: _Peer, why: str) -> None:
         peer.closed = True
@@ -431,24 +464,25 @@ class Server:
         log.warning("closed %s: %s", peer.peer, why, extra={"PEER": peer.peer})
 
     def _read_handshake(self, peer: _Peer) -> None:
-        if peer.closed:
-            return
-        try:
-            data = peer.conn.recv(peer.reader.want())
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as err:
-            self._drop(peer, "handshake read failed: %s" % err.strerror)
-            return
-        if not data:
-            self._drop(peer, "closed the connection after %d bytes of handshake"
-                       % peer.reader.received)
-            return
-        try:
-            hello = peer.reader.feed(data)
-        except HandshakeError as err:
-            self._drop(peer, "not a TVM RPC handshake: %s" % err)
-            return
+        """Read what has arrived (at most the handshake's own bytes); act when complete."""
+        hello = None
+        while hello is None and not peer.closed:
+            try:
+                data = peer.conn.recv(peer.reader.want())
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                self._drop(peer, "handshake read failed: %s" % err.strerror)
+                return
+            if not data:
+                self._drop(peer, "closed the connection after %d bytes of handshake"
+                           % peer.reader.received)
+                return
+            try:
+                hello = peer.reader.feed(data)
+            except HandshakeError as err:
+                self._drop(peer, "not a TVM RPC handshake: %s" % err)
+                return
         if hello is None:
             return
         self._pending.remove(peer)
@@ -502,8 +536,16 @@ class Server:
             return min(request.timeout, cap)
         return request.timeout or cap
 
-    def _start_session(self, peer: _Peer, request: SessionRequest) -> None:
+    def _context(self, work_dir: str, peer: str):
         from edge_server.session import SessionContext
+        return SessionContext(topology=self.topology, default_mode=self.default_mode,
+                              work_dir=work_dir, peer=peer,
+                              load_library=self.config.load_library,
+                              max_upload_bytes=self.config.max_upload_bytes,
+                              max_disk_bytes=self.config.max_disk_bytes,
+                              fixture_root=self.config.root is not None)
+
+    def _start_session(self, peer: _Peer, request: SessionRequest) -> None:
         try:
             work_dir = self._work.new_session_dir()
         except OSError as err:
@@ -511,39 +553,123 @@ class Server:
                                                                     err.strerror))
             self.failed += 1
             return
-        ctx = SessionContext(topology=self.topology, default_mode=self.default_mode,
-                             work_dir=work_dir, peer=peer.peer,
-                             load_library=self.config.load_library,
-                             max_upload_bytes=self.config.max_upload_bytes,
-                             max_disk_bytes=self.config.max_disk_bytes,
-                             fixture_root=self.config.root is not None)
+        ctx = self._context(work_dir, peer.peer)
         peer.conn.setblocking(True)
-        try:
-            pid = os.fork()
-        except OSError as err:
-            remove_tree(work_dir)
-            self.failed += 1
-            self._drop(peer, "fork failed: %s" % err.strerror)
-            return
-        if pid == 0:
-            self._child(peer.conn, ctx)
-        try:
-            os.setpgid(pid, pid)
-        except OSError:
-            pass   # the child did it first, or already exited
+        pid = self._hand_to_spare(peer.conn, ctx)
+        how = "prepared in advance"
+        if pid is None:
+            how = "forked"
+            try:
+                pid = self._fork(lambda: _run_session(peer.conn, ctx), keep=peer.conn)
+            except OSError as err:
+                remove_tree(work_dir)
+                self.failed += 1
+                self._drop(peer, "fork failed: %s" % err.strerror)
+                return
         now = self._clock()
         timeout = self._session_timeout(request)
         self._session = _Session(pid, peer.conn, peer.peer, work_dir, self.default_mode, now,
                                  timeout, now + timeout if timeout else None)
         if self._link is not None:
             self._link.session_started()
-        log.info("session %s: started (pid %d, default mode %s, %s)", peer.peer, pid,
+        log.info("session %s: started (pid %d %s, default mode %s, %s)", peer.peer, pid, how,
                  self.default_mode, "timeout %gs" % timeout if timeout else "no timeout",
                  extra={"PEER": peer.peer, "SESSION_PID": pid, "THREAD_MODE": self.default_mode})
         self._update_status()
 
-    def _child(self, conn: socket.socket, ctx) -> None:
-        """In the forked child: detach from the daemon's state, serve, _exit. Never returns."""
+    # ---- the spare: the next session's process, forked and set up while idle ----------------
+    def _ensure_spare(self, now: float) -> None:
+        """Fork the next session's process ahead of time, so a client does not wait for
+        fork, TVM's pool and the default pinning (about 10 ms on a small board)."""
+        if (self._spare is not None or self._session is not None or self._stopping
+                or now < self._spare_retry_at):
+            return
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        template = self._context("", "(not connected yet)")
+        try:
+            pid = self._fork(lambda: self._spare_main(child_end, template), keep=child_end)
+        except OSError as err:
+            log.warning("forking a spare session process failed: %s; sessions fork on demand",
+                        err.strerror)
+            self._spare_retry_at = now + 5.0
+            _close(parent_end)
+            return
+        finally:
+            _close(child_end)
+        self._spare = _Spare(pid, parent_end, now)
+
+    def _spare_main(self, channel: socket.socket, template) -> int:
+        """In the spare: set up what needs no client, wait for one, serve it."""
+        from edge_server import session as session_mod
+        prepare = getattr(session_mod, "prepare_session", None)
+        prepared = prepare(template) if prepare is not None else None
+        try:
+            msg, fds, _, _ = socket.recv_fds(channel, 65536, 1)
+        except OSError:
+            return 0
+        if not msg or not fds:
+            return 0                      # retired by the daemon
+        info = json.loads(msg.decode("utf-8"))
+        conn = socket.socket(fileno=fds[0])
+        channel.close()
+        ctx = dataclasses.replace(template, work_dir=info["work_dir"], peer=info["peer"])
+        if prepared is not None:
+            return prepared.serve(conn, ctx)
+        return session_mod.run_session(conn, ctx)
+
+    def _hand_to_spare(self, conn: socket.socket, ctx) -> Optional[int]:
+        """Pass the client's socket to the spare; its pid, or None to fork instead."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        msg = json.dumps({"work_dir": ctx.work_dir, "peer": ctx.peer}).encode("utf-8")
+        try:
+            spare.channel.settimeout(1.0)
+            socket.send_fds(spare.channel, [msg], [conn.fileno()])
+        except OSError as err:
+            log.warning("handing %s to the spare session process %d failed: %s; forking one",
+                        ctx.peer, spare.pid, err.strerror or err)
+            self._retire(spare)
+            return None
+        _close(spare.channel)
+        self._spare_failures = 0
+        return spare.pid
+
+    def _retire(self, spare: Optional["_Spare"]) -> None:
+        """End a spare that must not serve (new topology, stopping, broken channel)."""
+        if spare is None:
+            return
+        if spare is self._spare:
+            self._spare = None
+        _close(spare.channel)
+        _killpg(spare.pid)
+        self._retired.add(spare.pid)
+
+    def _spare_died(self, status: int) -> None:
+        spare, self._spare = self._spare, None
+        _close(spare.channel)
+        _killpg(spare.pid)
+        self._spare_failures += 1
+        delay = min(30.0, 0.5 * 2 ** self._spare_failures)
+        self._spare_retry_at = self._clock() + delay
+        log.warning("spare session process %d died before serving (%s); next one in %.1fs",
+                    spare.pid, describe_status(status), delay)
+
+    # ---- forked children ------------------------------------------------------------------
+    def _fork(self, body: Callable[[], int], keep: socket.socket) -> int:
+        """Fork a child that runs body() detached from the daemon's state; its pid."""
+        pid = os.fork()
+        if pid == 0:
+            self._child(body, keep)
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass   # the child did it first, or already exited
+        return pid
+
+    def _child(self, body: Callable[[], int], keep: socket.socket) -> None:
+        """In a forked child: own process group, die with the daemon, drop the daemon's
+        sockets and signal handlers, run body(), _exit. Never returns."""
         code = CHILD_FAILED
         try:
             os.setpgid(0, 0)
@@ -559,13 +685,14 @@ class Server:
             if self._link is not None and self._link.fileno() is not None:
                 os.close(self._link.fileno())  # not sock.close(): leave the parent's link alone
             for peer in self._pending + self._parked:
-                if peer.conn is not conn:
+                if peer.conn is not keep:
                     _close(peer.conn)
+            if self._spare is not None and self._spare.channel is not keep:
+                _close(self._spare.channel)
             self._work.close_in_child()
-            code = _run_session(conn, ctx)
+            code = body()
         except BaseException:  # noqa: B902 - whatever happens, the child must _exit
-            log.exception("session %s: child failed before or while serving", ctx.peer,
-                          extra={"PEER": ctx.peer})
+            log.exception("session child %d failed before or while serving", os.getpid())
             code = CHILD_FAILED
         finally:
             for handler in logging.getLogger().handlers:
@@ -626,6 +753,10 @@ class Server:
                 return
             if self._session is not None and pid == self._session.pid:
                 self._ended(self._session, status)
+            elif self._spare is not None and pid == self._spare.pid:
+                self._spare_died(status)
+            elif pid in self._retired:
+                self._retired.discard(pid)
             else:
                 log.info("reaped orphan process %d (%s)", pid, describe_status(status))
 
@@ -636,8 +767,10 @@ class Server:
         if s.kill_reason and s.kill_reason.startswith("session timeout"):
             self._tell_timeout(s)
         _close(s.conn)
-        leftover = remove_tree(s.work_dir)
         self._session = None
+        if self._link is not None and not self._stopping:
+            self._link.set_idle(True)   # first: the next client waits for this PUT
+        leftover = remove_tree(s.work_dir)
         if good:
             self.ok += 1
         else:
@@ -647,8 +780,6 @@ class Server:
         (log.info if good else log.warning)(
             "session %s: ended, %s after %.1fs%s%s", s.peer, ending, elapsed, why,
             "; work dir left behind: %s" % leftover if leftover else "", extra=extra)
-        if self._link is not None and not self._stopping:
-            self._link.set_idle(True)
         self._update_status()
         self._serve_parked()
 

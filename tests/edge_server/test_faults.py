@@ -119,7 +119,8 @@ def test_restarted_tracker_gets_the_server_back(tmp_path, libs):
                      proc=server)
         tracker = procs.start_tracker(tmp_path, port)
         procs.wait_free(port, "restart-board", proc=server)
-        assert kit.log_lines(server, "registered again as key restart-board after")
+        kit.wait_for(lambda: kit.log_lines(server, "registered again as key restart-board after"),
+                     10, "re-registration logged", proc=server)
         kit.tracker_session(port, "restart-board", libs["kernel"], proc=server)
         assert server.alive()
     finally:

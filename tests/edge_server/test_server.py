@@ -77,7 +77,8 @@ def test_stock_client_runs_a_kernel_on_the_default_mode_cores(tmp_path, shared_t
         assert state["mode"] == "all"
         assert state["cpus"] == allowed and state["nthreads"] == len(allowed)
         assert state["pid"] != server.pid and state["pid"] > 0
-        assert "ended, exit 0" in server.log()
+        kit.wait_for(lambda: kit.log_lines(server, "ended, exit 0"), 10, "ending logged",
+                     proc=server)
     finally:
         assert server.stop() == 0
 
@@ -94,7 +95,8 @@ def test_sessions_in_a_row_each_back_in_the_free_queue(tmp_path, shared_tracker,
                                 "work dir removed")
         assert len(set(pids)) == 5            # a fresh child per session
         assert server.alive()
-        assert len(kit.log_lines(server, "ended, exit 0")) == 5
+        kit.wait_for(lambda: len(kit.log_lines(server, "ended, exit 0")) == 5, 10,
+                     "5 normal endings logged", proc=server)
         assert kit.zombies(server.pid) == []
     finally:
         assert server.stop() == 0
@@ -122,7 +124,8 @@ def test_direct_connections_by_key_without_a_tracker(tmp_path, kernel):
         del remote
         with pytest.raises(Exception, match="cannot find server that matches key"):
             rpc.connect(procs.HOST, server.port, "other-key")
-        assert kit.log_lines(server, "does not match this server's")
+        kit.wait_for(lambda: kit.log_lines(server, "does not match this server's"), 10,
+                     "mismatch logged", proc=server)
         remote = rpc.connect(procs.HOST, server.port, "direct-key")
         assert kit.exercise(remote, kernel)["nthreads"] >= 1
         del remote
