@@ -246,3 +246,19 @@ def test_mixed_run_accounting(tmp_path, shared_tracker, libs):
         client.stop()
     finally:
         assert server.stop() == 0
+
+
+def test_spare_session_process_killed_while_idle_is_replaced(board, shared_tracker, libs):
+    """The daemon forks the next session's process while idle; its death is one more ending
+    to survive."""
+    normal_session(board, shared_tracker, libs)
+    [spare] = kit.wait_for(lambda: kit.children(board.pid), 30, "spare forked", proc=board)
+    os.kill(spare, signal.SIGKILL)
+    kit.wait_for(lambda: kit.log_lines(board, "spare session process %d died before serving "
+                                              "(killed by SIGKILL)" % spare), 30,
+                 "spare death logged", proc=board)
+    [again] = kit.wait_for(lambda: kit.children(board.pid), 30, "new spare", proc=board)
+    assert again != spare
+    state = normal_session(board, shared_tracker, libs)
+    assert state["pid"] == again                 # the new spare served the session
+    assert kit.zombies(board.pid) == []

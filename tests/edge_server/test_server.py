@@ -217,11 +217,15 @@ def test_sighup_reprobes_the_topology_and_tells_the_tracker(tmp_path, shared_tra
 
     try:
         assert all(c["online"] for c in edge()["cpus"])
+        [old_spare] = kit.wait_for(lambda: kit.children(server.pid), 30, "spare", proc=server)
         (board / "sys/devices/system/cpu/online").write_text("0-3\n")   # the big cores go away
         server.signal(signal.SIGHUP)
         kit.wait_for(lambda: [c["id"] for c in edge()["cpus"] if not c["online"]] == [4, 5],
                      30, "tracker shows cpus 4,5 offline", proc=server)
         assert kit.log_lines(server, "SIGHUP: re-probed the topology")
+        # the spare set up for the old topology is replaced
+        kit.wait_for(lambda: kit.gone(old_spare) and kit.children(server.pid), 30,
+                     "new spare", proc=server)
         procs.wait_free(shared_tracker.port, "hup-board", proc=server)
         (board / "sys/devices/system/cpu/online").write_text("4\n")      # little mode impossible
         server.signal(signal.SIGHUP)
