@@ -811,10 +811,10 @@ class Server:
             parts.append("idle on port %s" % self.port)
         link = self._link
         if link is not None and not self._stopping:
-            if link.registered:
+            if link.registered or (link.connected and s is not None):
                 parts.append("registered as key %s at tracker %s" % (self.config.key, link.name))
             elif link.connected:
-                parts.append("connected to tracker %s as key %s" % (link.name, self.config.key))
+                parts.append("registering as key %s at tracker %s" % (self.config.key, link.name))
             elif link.attempts:
                 parts.append("waiting for tracker %s (attempt %d, last error: %s)"
                              % (link.name, link.attempts, link.last_error))
