@@ -1,66 +1,10 @@
-"""Fixtures for the deploy tests: install.sh runs and staged install roots.
-
-Staging is real: install.sh creates a virtual environment under DESTDIR and
-pip-installs this checkout into it. The quick staging passes `--no-deps`
-(our package only, ~10 s); test_install.py has one test that stages with
-every dependency.
-"""
-import os
+"""Fixtures for the deploy tests: staged install roots made by install.sh
+(helpers in deploy_kit.py)."""
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
-INSTALL_SH = DEPLOY / "install.sh"
-
-
-def run_install(*args, destdir=None, env=None, user=None, timeout=600):
-    """Run deploy/install.sh; returns the CompletedProcess (text, stdout+stderr apart)."""
-    full_env = dict(os.environ)
-    full_env.pop("DESTDIR", None)
-    if destdir is not None:
-        full_env["DESTDIR"] = str(destdir)
-    full_env.update(env or {})
-    argv = [shutil.which("bash") or "/bin/bash", str(INSTALL_SH), *map(str, args)]
-    if user is not None:  # run as another uid, e.g. 65534 (nobody)
-        argv = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user, "--clear-groups", *argv]
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=full_env, timeout=timeout, cwd="/")
-
-
-def stage(destdir, *args):
-    """Stage a board install quickly (our package only); fails the test on error."""
-    proc = run_install("--pip-arg=--no-deps", *args, destdir=destdir)
-    assert proc.returncode == 0, "install.sh failed:\n%s\n%s" % (proc.stdout, proc.stderr)
-    return proc
-
-
-def add_os_files(root):
-    """What a real board's root already has and `systemd-analyze verify --root`
-    looks up: the distribution's units (sysinit.target, ...) and /bin/kill
-    (the unit's ExecReload)."""
-    root = Path(root)
-    units = root / "usr/lib/systemd/system"
-    if not units.exists():
-        units.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree("/usr/lib/systemd/system", units, symlinks=True)
-    kill = shutil.which("kill", path="/usr/bin:/bin")
-    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(kill, root / "usr/bin/kill")
-    if not (root / "bin").exists():
-        (root / "bin").symlink_to("usr/bin")
-    # the system Python the staged environment's bin/python3 links to
-    for venv_python in root.glob("*/*/bin/python3"):
-        target = Path(os.readlink(venv_python))
-        if target.is_absolute() and not (root / target.relative_to("/")).exists():
-            (root / target.parent.relative_to("/")).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(target, root / target.relative_to("/"))
-
-
-PREFIX = "/srv/edge"  # not the default, so the prefix substitution shows
+from deploy_kit import DEPLOY, PREFIX, add_os_files, run_install, stage
 
 
 @pytest.fixture(scope="session")

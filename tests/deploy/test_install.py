@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEPLOY, INSTALL_SH, REPO, run_install, stage
+from deploy_kit import DEPLOY, INSTALL_SH, REPO, run_install, stage
 
 NOBODY = 65534
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEPLOY, PREFIX
+from deploy_kit import DEPLOY, PREFIX
 
 SCORE_BOUND = 2.0
 UNITS = ("edge-server.service", "tvm-tracker.service")
