@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from typing import List, Mapping, Optional
 
@@ -172,7 +173,10 @@ def remove_tree(path: str) -> Optional[str]:
         if not isinstance(err, FileNotFoundError):
             errors.append("%s: %s" % (failed, getattr(err, "strerror", err)))
 
-    shutil.rmtree(path, onerror=_onerror)
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=lambda func, failed, err: _onerror(func, failed, (None, err)))
+    else:
+        shutil.rmtree(path, onerror=_onerror)
     if errors:
         log.warning("removing work dir %s failed: %s", path, "; ".join(errors[:3]))
         return errors[0]
