@@ -248,7 +248,7 @@ install_unit() {
     [ "$DRY_RUN" = 1 ] && return 0
     local tmp
     tmp=$(mktemp "$dest.XXXXXX")
-    sed "s|$DEFAULT_PREFIX|$PREFIX|g" "$HERE/$name" > "$tmp"
+    sed "/^Exec/s|$DEFAULT_PREFIX|$PREFIX|g" "$HERE/$name" > "$tmp"
     chmod 0644 "$tmp"
     mv -f "$tmp" "$dest"
 }

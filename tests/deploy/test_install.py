@@ -75,6 +75,15 @@ def test_dry_run_as_non_root_previews(tmp_path):
     assert "+ systemctl enable --now edge-server.service" in lines(proc)
 
 
+def test_no_systemctl_writes_files_but_runs_no_systemctl(tmp_path):
+    proc = run_install("--dry-run", "--no-systemctl", "--prefix", tmp_path / "venv")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(line.startswith("+ systemctl") for line in lines(proc))
+    assert ("install.sh: skipping systemctl (--no-systemctl); run: systemctl daemon-reload "
+            "&& systemctl enable --now edge-server.service") in lines(proc)
+    assert "+ install -m 0644 %s/edge-server.env /etc/default/edge-server" % DEPLOY in lines(proc)
+
+
 def test_tracker_role_dry_run(tmp_path):
     proc = run_install("--dry-run", "--role", "tracker", destdir=tmp_path / "s")
     assert proc.returncode == 0, proc.stderr
@@ -88,11 +97,14 @@ def test_staged_unit_has_the_prefix(staged_install):
     root, _ = staged_install
     unit = root / "etc/systemd/system/edge-server.service"
     assert mode_of(unit) == 0o644
-    expected = (DEPLOY / "edge-server.service").read_text().replace("/opt/edge-server",
-                                                                     "/srv/edge")
-    assert unit.read_text() == expected
-    assert "ExecStart=/srv/edge/bin/edge-server --tracker=${TRACKER}" in expected
-    assert "/opt/edge-server" not in unit.read_text()
+    shipped = (DEPLOY / "edge-server.service").read_text().splitlines()
+    written = unit.read_text().splitlines()
+    assert len(written) == len(shipped)
+    changed = [(a, b) for a, b in zip(shipped, written) if a != b]
+    assert changed == [
+        ("ExecStart=/opt/edge-server/bin/edge-server --tracker=${TRACKER} --key=${KEY} "
+         "$EXTRA_ARGS",
+         "ExecStart=/srv/edge/bin/edge-server --tracker=${TRACKER} --key=${KEY} $EXTRA_ARGS")]
 
 
 def test_staged_settings_file(staged_install):
