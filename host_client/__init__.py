@@ -15,7 +15,7 @@ _EXPORTS = {
     "target_dict_for": "host_client.target",
     "edge_runner": "host_client.metaschedule",
     "EdgeSessionFactory": "host_client.metaschedule",
-    "edge_builder": "host_client.intrin_preload",
+    "edge_builder": "host_client.builders",
     "preload_tensor_intrin": "host_client.intrin_preload",
     "EdgeClientError": "host_client.errors",
     "TrackerError": "host_client.errors",

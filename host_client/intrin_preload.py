@@ -15,7 +15,17 @@ import inspect
 import time
 
 PSEUDO_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>",
-                "<string>", "<ast>")
+                "<string>", "<ast>", "<stdin>")
+
+
+def pseudo_files() -> list:
+    """File names of frames that have no file: exec'd code, and the frozen
+    stdlib modules ("<frozen importlib._bootstrap>", "<frozen runpy>", ...)."""
+    import _imp
+    import sys
+
+    frozen = ["<frozen %s>" % name for name in list(sys.modules) if _imp.is_frozen(name)]
+    return list(PSEUDO_FILES) + [f for f in frozen if f not in PSEUDO_FILES]
 
 
 def preload_tensor_intrin() -> float:
@@ -26,7 +36,7 @@ def preload_tensor_intrin() -> float:
     if "tvm.s_tir.tensor_intrin" in sys.modules:
         return 0.0
     t0 = time.perf_counter()
-    added = [f for f in PSEUDO_FILES if f not in inspect.modulesbyfile]
+    added = [f for f in pseudo_files() if f not in inspect.modulesbyfile]
     for name in added:
         inspect.modulesbyfile[name] = ""  # sys.modules.get("") is None: "no module"
     try:
@@ -36,22 +46,3 @@ def preload_tensor_intrin() -> float:
             if inspect.modulesbyfile.get(name) == "":
                 del inspect.modulesbyfile[name]
     return time.perf_counter() - t0
-
-
-def fast_build(mod, target, params):
-    """MetaSchedule's default build, after the fast intrinsics import (the
-    default imports them the slow way in every fresh worker)."""
-    from tvm.s_tir.meta_schedule.builder.local_builder import default_build
-
-    preload_tensor_intrin()
-    return default_build(mod, target, params)
-
-
-def edge_builder(**kwargs):
-    """MetaSchedule's LocalBuilder with `fast_build` (each build batch gets a
-    fresh worker pool, and each worker would pay the slow import). Keyword
-    arguments go to LocalBuilder."""
-    from tvm.s_tir.meta_schedule.builder import LocalBuilder
-
-    kwargs.setdefault("f_build", fast_build)
-    return LocalBuilder(**kwargs)

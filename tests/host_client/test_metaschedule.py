@@ -51,7 +51,7 @@ def test_tuning_measures_every_trial_in_the_requested_mode(stack, tmp_path):
     mod = matmul_mod()
     database = ms.tune_tir(mod, target, str(tmp_path / "work"), max_trials_global=24,
                            num_trials_per_iter=24, runner=runner,
-                           builder=host_client.edge_builder())
+                           builder=host_client.edge_builder(in_process=True))
     measured = [r for r in database.get_all_tuning_records()
                 if r.run_secs and float(r.run_secs[0]) < 1e9]
     assert len(measured) >= 8, "most trials should have been measured"
