@@ -1,5 +1,5 @@
 """Helpers for the host-client tests. The `stack` fixture (conftest.py) gives,
-per test module:
+once for all host-client tests:
 a stock tracker, an edge-server on this machine's own topology (pins for
 real), an edge-server serving the rk3399 fixture topology (for capabilities,
 targets and refusals) and a stock `python -m tvm.exec.rpc_server`.

@@ -1,4 +1,4 @@
-"""The `stack` fixture: real tracker and servers shared by the tests of a module."""
+"""The `stack` fixture: real tracker and servers shared by all host_client tests."""
 import sys
 from pathlib import Path
 
@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import client_kit  # noqa: E402
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     stack = client_kit.start_stack(tmp_path_factory.mktemp("stack"))
     try:

@@ -49,6 +49,7 @@ def test_tuning_measures_every_trial_in_the_requested_mode(stack, tmp_path):
     assert int(target.attrs["num-cores"]) == 1
 
     mod = matmul_mod()
+    log_start = len(stack.local.log())  # the stack is shared: look at this run's lines only
     database = ms.tune_tir(mod, target, str(tmp_path / "work"), max_trials_global=24,
                            num_trials_per_iter=24, runner=runner,
                            builder=host_client.edge_builder(in_process=True))
@@ -65,7 +66,7 @@ def test_tuning_measures_every_trial_in_the_requested_mode(stack, tmp_path):
 
     # The board's own log: each session that loaded a module had been put in
     # big:1 (on CPU 0) before it did.
-    events = client_kit.session_events(stack.local.log())
+    events = client_kit.session_events(stack.local.log()[log_start:])
     loaded = {peer: ev for peer, ev in events.items() if ("load",) in ev}
     assert len(loaded) >= len(measured)
     for peer, ev in loaded.items():
@@ -93,12 +94,13 @@ def test_a_refused_mode_is_a_runner_error_with_the_boards_message(stack, tmp_pat
     stack.wait_free(LOCAL)
     runner = host_client.edge_runner(stack.tracker, LOCAL, thread_mode="big:3", check=False,
                                      preload=False)
+    log_start = len(stack.local.log())
     result = runner.run([artifact(tmp_path)])[0].result()
     assert result.run_secs is None
     assert "refused thread mode 'big:3'" in result.error_msg
     assert "3 big cores" in result.error_msg
     # Nothing was loaded in the session that did not get its mode.
-    log = stack.local.log()
+    log = stack.local.log()[log_start:]
     refused = set(re.findall(r"session (\S+): refused.*big:3", log))
     assert len(refused) == 1
     events = client_kit.session_events(log)
