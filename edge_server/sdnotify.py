@@ -65,6 +65,15 @@ class Notifier:
     def reloading(self) -> bool:
         return self._send("RELOADING=1")
 
+    def extend_timeout(self, seconds: float) -> bool:
+        """Ask systemd for `seconds` more from now before it gives up on the
+        current start/stop (EXTEND_TIMEOUT_USEC): a --grace longer than the
+        unit's TimeoutStopSec is honoured instead of cut short by SIGKILL."""
+        if not (isinstance(seconds, (int, float)) and 0 < seconds < float("inf")):
+            raise ValueError("extend_timeout needs a positive finite number of seconds, "
+                             "got %r" % (seconds,))
+        return self._send("EXTEND_TIMEOUT_USEC=%d" % int(round(seconds * 1e6)))
+
     def watchdog_interval(self) -> Optional[float]:
         """Seconds between pings: half of WATCHDOG_USEC, as sd_watchdog_enabled(3) advises."""
         if not self._watchdog_usec:

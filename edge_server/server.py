@@ -12,6 +12,10 @@ session child with join() (a vanished client keeps the core busy until the
 running call returns), and raises out of its loop when a child exits
 non-zero (a segfaulting kernel ends the service).
 
+The child tells the loop its effective thread mode over a pipe (one line
+per change, edge_server.modereport), so STATUS and the session-end line name
+the modes the client really used, not only the default.
+
 Fork safety: the listener imports TVM's runtime library but never runs
 parallel TVM code, so it has no thread pool and forking it is safe. Each
 child gets its own process group (so a timeout kills it and everything it
@@ -34,6 +38,7 @@ from typing import Callable, Dict, List, Optional
 from edge_server.config import Config, ConfigError, check_default_mode
 from edge_server.handshake import (ClientHello, HandshakeError, HandshakeReader,
                                    SessionRequest, match, mismatch_reply, success_reply)
+from edge_server.modereport import ModeReportReader
 from edge_server.sdnotify import Notifier
 from edge_server.tracker import TrackerLink
 from edge_server.workroot import WorkRoot, remove_tree
@@ -51,6 +56,8 @@ ACCEPT_PAUSE = 1.0        # s without accept() after EMFILE, so the loop does no
 VANISH_GRACE = 1.0        # s a child may take to notice its client's close by itself
 MAX_POLL_WAIT = 1.0       # s; the loop looks at the clock at least this often
 CHILD_FAILED = 70         # exit code of a child that failed before serving (EX_SOFTWARE)
+MAX_MODES_LOGGED = 8      # distinct thread modes a session-end line names
+STOP_CLEANUP_SECONDS = 5.0  # asked of systemd on top of --grace when stopping mid-session
 
 _WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 
@@ -82,6 +89,10 @@ class _Session:
     deadline: Optional[float]
     client_gone_at: Optional[float] = None
     kill_reason: Optional[str] = None
+    reports: Optional[ModeReportReader] = None   # the child's effective-mode pipe
+    modes_used: List[str] = dataclasses.field(default_factory=list)
+    modes_unlisted: int = 0       # distinct modes beyond MAX_MODES_LOGGED
+    bad_reports: int = 0          # garbled lines on the mode pipe
 
 
 @dataclass
@@ -90,6 +101,7 @@ class _Spare:
     pid: int
     channel: socket.socket
     born: float
+    reports: ModeReportReader
 
 
 def describe_status(status: int) -> str:
@@ -313,6 +325,10 @@ class Server:
         self._stopping = True
         self._stop_deadline = now + self.config.grace
         self._notifier.stopping()
+        if self._session is not None:
+            # systemd's TimeoutStopSec may be shorter than our grace: ask for the grace,
+            # plus time to kill the session and clean up after it.
+            self._notifier.extend_timeout(self.config.grace + STOP_CLEANUP_SECONDS)
         _close(self._listen)
         self._listen = None
         for peer in self._pending + self._parked:
@@ -372,6 +388,8 @@ class Server:
         s = self._session
         if s is not None and s.client_gone_at is None and s.kill_reason is None:
             watch(s.conn.fileno(), POLLRDHUP, lambda mask, s=s: self._client_gone(s))
+        if s is not None and s.reports is not None:
+            watch(s.reports.fd, select.POLLIN, lambda mask, s=s: self._read_reports(s))
         link = self._link
         if link is not None and link.fileno() is not None:
             mask = select.POLLIN | (select.POLLOUT if link.wants_write() else 0)
@@ -555,12 +573,14 @@ class Server:
             return
         ctx = self._context(work_dir, peer.peer)
         peer.conn.setblocking(True)
-        pid = self._hand_to_spare(peer.conn, ctx)
+        spare = self._hand_to_spare(peer.conn, ctx)
         how = "prepared in advance"
-        if pid is None:
+        if spare is not None:
+            pid, reports = spare.pid, spare.reports
+        else:
             how = "forked"
             try:
-                pid = self._fork(lambda: _run_session(peer.conn, ctx), keep=peer.conn)
+                pid, reports = self._fork_session(peer.conn, ctx)
             except OSError as err:
                 remove_tree(work_dir)
                 self.failed += 1
@@ -569,7 +589,7 @@ class Server:
         now = self._clock()
         timeout = self._session_timeout(request)
         self._session = _Session(pid, peer.conn, peer.peer, work_dir, self.default_mode, now,
-                                 timeout, now + timeout if timeout else None)
+                                 timeout, now + timeout if timeout else None, reports=reports)
         if self._link is not None:
             self._link.session_started()
         log.info("session %s: started (pid %d %s, default mode %s, %s)", peer.peer, pid, how,
@@ -577,26 +597,46 @@ class Server:
                  extra={"PEER": peer.peer, "SESSION_PID": pid, "THREAD_MODE": self.default_mode})
         self._update_status()
 
+    def _fork_session(self, conn: socket.socket, ctx):
+        """Fork a child that sets up and serves the session now: (pid, its mode reports)."""
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        ctx = dataclasses.replace(ctx, mode_report_fd=write_end)
+        try:
+            pid = self._fork(lambda: _run_session(conn, ctx), keep=conn, close=(read_end,))
+        except OSError:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        return pid, ModeReportReader(read_end)
+
     # ---- the spare: the next session's process, forked and set up while idle ----------------
     def _ensure_spare(self, now: float) -> None:
         """Fork the next session's process ahead of time, so a client does not wait for
-        fork, TVM's pool and the default pinning (about 10 ms on a small board)."""
-        if (self._spare is not None or self._session is not None or self._stopping
-                or now < self._spare_retry_at):
+        fork, TVM's pool and the default pinning (about 10 ms on a small board). Never
+        while a client is in a session: its measurements would share the cores."""
+        s = self._session
+        if (self._spare is not None or (s is not None and s.client_gone_at is None)
+                or self._stopping or now < self._spare_retry_at):
             return
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        template = self._context("", "(not connected yet)")
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        template = dataclasses.replace(self._context("", "(not connected yet)"),
+                                       mode_report_fd=write_end)
         try:
-            pid = self._fork(lambda: self._spare_main(child_end, template), keep=child_end)
+            pid = self._fork(lambda: self._spare_main(child_end, template), keep=child_end,
+                             close=(read_end,))
         except OSError as err:
             log.warning("forking a spare session process failed: %s; sessions fork on demand",
                         err.strerror)
             self._spare_retry_at = now + 5.0
             _close(parent_end)
+            os.close(read_end)
             return
         finally:
             _close(child_end)
-        self._spare = _Spare(pid, parent_end, now)
+            os.close(write_end)
+        self._spare = _Spare(pid, parent_end, now, ModeReportReader(read_end))
 
     def _spare_main(self, channel: socket.socket, template) -> int:
         """In the spare: set up what needs no client, wait for one, serve it."""
@@ -617,8 +657,8 @@ class Server:
             return prepared.serve(conn, ctx)
         return session_mod.run_session(conn, ctx)
 
-    def _hand_to_spare(self, conn: socket.socket, ctx) -> Optional[int]:
-        """Pass the client's socket to the spare; its pid, or None to fork instead."""
+    def _hand_to_spare(self, conn: socket.socket, ctx) -> Optional[_Spare]:
+        """Pass the client's socket to the spare; the spare, or None to fork instead."""
         spare, self._spare = self._spare, None
         if spare is None:
             return None
@@ -633,7 +673,7 @@ class Server:
             return None
         _close(spare.channel)
         self._spare_failures = 0
-        return spare.pid
+        return spare
 
     def _retire(self, spare: Optional["_Spare"]) -> None:
         """End a spare that must not serve (new topology, stopping, broken channel)."""
@@ -642,12 +682,14 @@ class Server:
         if spare is self._spare:
             self._spare = None
         _close(spare.channel)
+        spare.reports.close()
         _killpg(spare.pid)
         self._retired.add(spare.pid)
 
     def _spare_died(self, status: int) -> None:
         spare, self._spare = self._spare, None
         _close(spare.channel)
+        spare.reports.close()
         _killpg(spare.pid)
         self._spare_failures += 1
         delay = min(30.0, 0.5 * 2 ** self._spare_failures)
@@ -656,18 +698,19 @@ class Server:
                     spare.pid, describe_status(status), delay)
 
     # ---- forked children ------------------------------------------------------------------
-    def _fork(self, body: Callable[[], int], keep: socket.socket) -> int:
-        """Fork a child that runs body() detached from the daemon's state; its pid."""
+    def _fork(self, body: Callable[[], int], keep: socket.socket, close=()) -> int:
+        """Fork a child that runs body() detached from the daemon's state; its pid.
+        `close`: more of the daemon's fds the child must not hold."""
         pid = os.fork()
         if pid == 0:
-            self._child(body, keep)
+            self._child(body, keep, close)
         try:
             os.setpgid(pid, pid)
         except OSError:
             pass   # the child did it first, or already exited
         return pid
 
-    def _child(self, body: Callable[[], int], keep: socket.socket) -> None:
+    def _child(self, body: Callable[[], int], keep: socket.socket, close=()) -> None:
         """In a forked child: own process group, die with the daemon, drop the daemon's
         sockets and signal handlers, run body(), _exit. Never returns."""
         code = CHILD_FAILED
@@ -689,6 +732,10 @@ class Server:
                     _close(peer.conn)
             if self._spare is not None and self._spare.channel is not keep:
                 _close(self._spare.channel)
+            if self._session is not None and self._session.conn is not keep:
+                _close(self._session.conn)    # a spare forked while a session ends
+            for fd in self._report_fds() + list(close):
+                os.close(fd)
             self._work.close_in_child()
             code = body()
         except BaseException:  # noqa: B902 - whatever happens, the child must _exit
@@ -702,10 +749,54 @@ class Server:
                     pass
             os._exit(code if isinstance(code, int) else 0)
 
+    def _report_fds(self) -> List[int]:
+        readers = [x.reports for x in (self._spare, self._session) if x is not None]
+        return [r.fd for r in readers if r is not None and r.fd >= 0]
+
+    def _read_reports(self, s: _Session) -> None:
+        """Take the modes the session child reported; a garbled report is logged
+        once per batch and ignored, the pipe's end just stops the watching."""
+        reader = s.reports
+        if reader is None:
+            return
+        modes = reader.read()
+        rejected = reader.take_rejected()
+        if rejected:
+            # once per session: a child that keeps writing garbage must not flood the log
+            (log.debug if s.bad_reports else log.warning)(
+                "session %s: ignored %d bad mode report(s) from pid %d: %s", s.peer,
+                len(rejected), s.pid, "; ".join(rejected[:3]),
+                extra={"PEER": s.peer, "SESSION_PID": s.pid})
+            s.bad_reports += len(rejected)
+        if reader.eof:
+            reader.close()
+            s.reports = None
+        if not modes:
+            return
+        for mode in modes:
+            if mode in s.modes_used:
+                continue
+            if len(s.modes_used) < MAX_MODES_LOGGED:
+                s.modes_used.append(mode)
+            else:
+                s.modes_unlisted += 1
+        if modes[-1] != s.mode:
+            s.mode = modes[-1]
+            self._update_status()
+
     def _client_gone(self, s: _Session) -> None:
-        if s.client_gone_at is None:
-            s.client_gone_at = self._clock()
-            log.debug("session %s: client closed its connection", s.peer, extra={"PEER": s.peer})
+        """The client closed: the session is over, whatever its child still does. Get
+        the next one going while the child exits (a few ms for a process with TVM
+        loaded): back in the tracker's free queue now, and the spare forked and
+        preparing. The next client still waits for this child to be reaped before
+        it is accepted, so two sessions never run at once."""
+        if s.client_gone_at is not None:
+            return
+        now = s.client_gone_at = self._clock()
+        log.debug("session %s: client closed its connection", s.peer, extra={"PEER": s.peer})
+        if self._link is not None and not self._stopping:
+            self._link.set_idle(True)
+        self._ensure_spare(now)
 
     def _check_deadlines(self, now: float) -> None:
         for peer in list(self._pending):
@@ -761,6 +852,11 @@ class Server:
                 log.info("reaped orphan process %d (%s)", pid, describe_status(status))
 
     def _ended(self, s: _Session, status: int) -> None:
+        if s.reports is not None:         # what the child said before it went
+            self._read_reports(s)
+        if s.reports is not None:         # a grandchild still holds the pipe, or a flood
+            s.reports.close()
+            s.reports = None
         ending = describe_status(status)
         elapsed = self._clock() - s.started
         good = status == 0 and s.kill_reason is None
@@ -776,9 +872,15 @@ class Server:
         else:
             self.failed += 1
         why = " (%s)" % s.kill_reason if s.kill_reason else ""
-        extra = {"PEER": s.peer, "EXIT_STATUS": ending, "SESSION_PID": s.pid}
+        if s.bad_reports:
+            why += " (ignored %d bad mode reports)" % s.bad_reports
+        modes = s.modes_used or [s.mode]
+        more = " and %d more" % s.modes_unlisted if s.modes_unlisted else ""
+        extra = {"PEER": s.peer, "EXIT_STATUS": ending, "SESSION_PID": s.pid,
+                 "THREAD_MODE": ",".join(modes)}
         (log.info if good else log.warning)(
-            "session %s: ended, %s after %.1fs%s%s", s.peer, ending, elapsed, why,
+            "session %s: ended, %s after %.1fs in %s %s%s%s%s", s.peer, ending, elapsed,
+            "modes" if len(modes) > 1 else "mode", ", ".join(modes), more, why,
             "; work dir left behind: %s" % leftover if leftover else "", extra=extra)
         self._update_status()
         self._serve_parked()

@@ -8,23 +8,37 @@ file names are confined to the work directory and bounded in size, TVM's
 pool runs on the default mode's cores from the start (one thread per core),
 and `edge.set_thread_mode` / `edge.thread_state` / `edge.topology` exist.
 
+Setting up is split in two so that a client does not wait for what does not
+depend on it: `prepare_session(ctx)` builds TVM's pool, pins the default mode,
+loads --load-library and registers the functions; the daemon runs it in a
+spare process while it is idle, with a context whose work_dir is "" and whose
+peer is a placeholder, so it must not touch the file system or log a peer.
+`PreparedSession.serve(conn, ctx)` then does what needs the client: chdir
+into its work dir, log with its peer, tell the daemon the effective mode, and
+run ServerLoop. `run_session` is both in a row.
+
 Every registered function raises a Python exception for a bad request; TVM's
 RPC endpoint sends it to the client as an error and keeps serving, so no
 request can end the session.
 """
 import ctypes
+import dataclasses
 import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from edge_server.cpulist import format_cpulist
-from edge_server.modes import ModeError, resolve
+from edge_server.modereport import ModeReporter
+from edge_server.modes import ModeError, Resolution, resolve
 from edge_server.pinning import PinningError, ThreadPinner
 from edge_server.workdir import WorkDir
 
 logger = logging.getLogger("edge_server.session")
+
+UNPINNED = "unpinned"          # the effective mode reported when the default could not be set
+MAX_REMEMBERED_MODES = 64      # resolutions kept per session (hostile clients send endless ones)
 
 
 @dataclass(frozen=True)
@@ -37,36 +51,61 @@ class SessionContext:
     max_upload_bytes: int = 256 << 20      # per file
     max_disk_bytes: int = 1 << 30          # whole work dir
     fixture_root: bool = False  # topology from --root: its CPU ids may not exist here
+    mode_report_fd: Optional[int] = None   # pipe to the daemon for the effective mode
+                                           # (edge_server.modereport); None: nobody listens
 
 
 class ThreadModes:
     """The session's thread mode: resolution against the board's topology,
     pinning on this machine. Lives in (and is only called from) the serving
-    thread."""
+    thread.
+
+    `start()` does the work that needs no client (it runs in the spare
+    process before one connects) and logs nothing: the outcome is logged by
+    `announce()`, once the session's peer is known."""
 
     def __init__(self, ctx: SessionContext):
         self.ctx = ctx
         self.host_cpus = sorted(os.sched_getaffinity(0))
         self.pinner: Optional[ThreadPinner] = None
         self.setup_error: Optional[str] = None
+        self.report: Callable[[str], None] = lambda mode: None
+        self._fallback_from = None      # the fixture resolution this machine lacks
+        self._default_state: Optional[dict] = None
+        self._resolved: Dict[str, Resolution] = {}
 
     def start(self) -> None:
-        """Create TVM's pool and apply the default mode. A failure is logged
-        and remembered: the session still serves, unpinned, and every
+        """Create TVM's pool and apply the default mode. A failure is
+        remembered: the session still serves, unpinned, and every
         set_thread_mode says why."""
         try:
             self.pinner = ThreadPinner.create(self.host_cpus)
             mode, cpus = self._default()
-            state = self.pinner.apply(mode, cpus)
+            self._default_state = self.pinner.apply(mode, cpus)
         except Exception as err:  # noqa: B902 - serve unpinned rather than not at all
             self.setup_error = "%s: %s" % (type(err).__name__, err)
+
+    def announce(self, ctx: SessionContext, report: Callable[[str], None]) -> None:
+        """Bind to the session's real context (its peer), log how the default
+        mode was set up, and tell the daemon the effective mode."""
+        self.ctx, self.report = ctx, report
+        extra = {"PEER": ctx.peer}
+        if self._fallback_from is not None:
+            res = self._fallback_from
+            logger.warning("session %s: default mode %s means cpus %s of the fixture topology, "
+                           "which this machine lacks; using its cpus %s", ctx.peer, res.mode,
+                           format_cpulist(res.cpus), format_cpulist(self.host_cpus), extra=extra)
+        if self.setup_error is not None:
             logger.error("session %s: cannot set up the default thread mode %r: %s",
-                         self.ctx.peer, self.ctx.default_mode, err,
-                         extra={"PEER": self.ctx.peer, "THREAD_MODE": self.ctx.default_mode})
+                         ctx.peer, ctx.default_mode, self.setup_error,
+                         extra=dict(extra, THREAD_MODE=ctx.default_mode))
+            report(UNPINNED)
             return
-        logger.info("session %s: default thread mode %s on cpus %s", self.ctx.peer,
+        state = self._default_state
+        logger.info("session %s: default thread mode %s on cpus %s", ctx.peer,
                     state["mode"], format_cpulist(state["cpus"]),
-                    extra={"PEER": self.ctx.peer, "THREAD_MODE": state["mode"]})
+                    extra=dict(extra, THREAD_MODE=state["mode"]))
+        report(state["mode"])
 
     def _default(self):
         res = resolve(self.ctx.topology, self.ctx.default_mode)
@@ -74,10 +113,7 @@ class ThreadModes:
             return res.mode, res.cpus
         # A fixture board's CPUs need not exist here: serve on this machine's
         # CPUs rather than refuse every session.
-        logger.warning("session %s: default mode %s means cpus %s of the fixture topology, "
-                       "which this machine lacks; using its cpus %s",
-                       self.ctx.peer, res.mode, format_cpulist(res.cpus),
-                       format_cpulist(self.host_cpus), extra={"PEER": self.ctx.peer})
+        self._fallback_from = res
         return "cpus:" + format_cpulist(self.host_cpus), self.host_cpus
 
     def _require_pinner(self) -> ThreadPinner:
@@ -86,19 +122,33 @@ class ThreadModes:
                                % self.setup_error)
         return self.pinner
 
+    def _resolve(self, mode) -> Resolution:
+        """resolve(), remembered per mode string: the topology cannot change
+        within a session, so a client switching between a few modes pays for
+        each one once."""
+        if isinstance(mode, str) and mode in self._resolved:
+            return self._resolved[mode]
+        res = resolve(self.ctx.topology, mode)
+        self._check_exists_here(res.mode, res.cpus)
+        if len(self._resolved) < MAX_REMEMBERED_MODES:
+            self._resolved[mode] = res
+        return res
+
     def set_mode(self, mode) -> str:
         try:
             pinner = self._require_pinner()
-            res = resolve(self.ctx.topology, mode)
-            self._check_exists_here(res.mode, res.cpus)
+            res = self._resolve(mode)
             state = pinner.apply(res.mode, res.cpus)
         except (ModeError, PinningError) as err:
             logger.warning("session %s: refused: %s", self.ctx.peer,
                            err, extra={"PEER": self.ctx.peer, "THREAD_MODE": str(mode)[:80]})
+            if self.pinner is not None and self.pinner.mode is not None:
+                self.report(self.pinner.mode)   # a failed apply may have left another layout
             raise
         logger.info("session %s: thread mode %s on cpus %s", self.ctx.peer, state["mode"],
                     format_cpulist(state["cpus"]),
                     extra={"PEER": self.ctx.peer, "THREAD_MODE": state["mode"]})
+        self.report(state["mode"])
         return json.dumps(state)
 
     def _check_exists_here(self, mode: str, cpus) -> None:
@@ -115,32 +165,86 @@ class ThreadModes:
         return json.dumps(self._require_pinner().state())
 
 
-def _register(ctx: SessionContext, modes: ThreadModes, work: WorkDir) -> None:
-    import tvm_ffi
-    from tvm.runtime.module import load_module as tvm_load_module
+class PreparedSession:
+    """A session process set up before its client arrived; `serve` runs it."""
 
-    def reg(name, func):
-        tvm_ffi.register_global_func(name, func, override=True)
+    def __init__(self, ctx: SessionContext):
+        self.ctx = ctx
+        self.work: Optional[WorkDir] = None
+        self.modes = ThreadModes(ctx)
+        self.modes.start()
+        self.libraries = _load_libraries(ctx)
+        self._register()
 
-    reg("tvm.rpc.server.workpath", work.path)
-    reg("tvm.rpc.server.upload", work.upload)
-    reg("tvm.rpc.server.download", lambda name: bytearray(work.download(name)))
-    reg("tvm.rpc.server.remove", work.remove)
-    reg("tvm.rpc.server.listdir", work.listdir)
+    def _work(self) -> WorkDir:
+        if self.work is None:   # no client can call before serve(); a bug if one does
+            raise RuntimeError("the session has no work directory yet")
+        return self.work
 
-    def load_module(file_name):
-        path = work.path(file_name)
-        module = tvm_load_module(path)
-        logger.info("session %s: load_module %s", ctx.peer, path, extra={"PEER": ctx.peer})
-        return module
+    def _register(self) -> None:
+        """The stock session functions (work-dir confined) and edge.*; the work
+        dir is looked up at call time, since it is only known in serve()."""
+        import tvm_ffi
+        from tvm.rpc import _ffi_api  # noqa: F401  (import cost paid before the client)
+        from tvm.runtime.module import load_module as tvm_load_module
 
-    reg("tvm.rpc.server.load_module", load_module)
-    reg("tvm.rpc.server.download_linked_module",
-        lambda file_name: bytearray(_link_module(work.path(file_name))))
-    reg("edge.set_thread_mode", modes.set_mode)
-    reg("edge.thread_state", modes.state)
-    topology_json = json.dumps(ctx.topology)
-    reg("edge.topology", lambda: topology_json)
+        def reg(name, func):
+            tvm_ffi.register_global_func(name, func, override=True)
+
+        def load_module(file_name):
+            path = self._work().path(file_name)
+            module = tvm_load_module(path)
+            logger.info("session %s: load_module %s", self.ctx.peer, path,
+                        extra={"PEER": self.ctx.peer})
+            return module
+
+        reg("tvm.rpc.server.workpath", lambda name: self._work().path(name))
+        reg("tvm.rpc.server.upload", lambda name, data: self._work().upload(name, data))
+        reg("tvm.rpc.server.download", lambda name: bytearray(self._work().download(name)))
+        reg("tvm.rpc.server.remove", lambda name: self._work().remove(name))
+        reg("tvm.rpc.server.listdir", lambda name: self._work().listdir(name))
+        reg("tvm.rpc.server.load_module", load_module)
+        reg("tvm.rpc.server.download_linked_module",
+            lambda file_name: bytearray(_link_module(self._work().path(file_name))))
+        reg("edge.set_thread_mode", self.modes.set_mode)
+        reg("edge.thread_state", self.modes.state)
+        topology_json = json.dumps(self.ctx.topology)
+        reg("edge.topology", lambda: topology_json)
+
+    def serve(self, conn, ctx: SessionContext) -> int:
+        """Serve one RPC session on a connected, handshaken socket; returns the
+        exit code for the child (0 when the session ended normally)."""
+        from tvm.rpc import _ffi_api
+        _check_same_setup(self.ctx, ctx)
+        os.chdir(ctx.work_dir)
+        self.ctx = ctx
+        self.work = WorkDir(ctx.work_dir, ctx.max_upload_bytes, ctx.max_disk_bytes)
+        self.modes.announce(ctx, ModeReporter(ctx.mode_report_fd))
+        _log_libraries(ctx, self.libraries)
+        try:
+            _ffi_api.ServerLoop(conn.fileno())
+        except Exception as err:  # the client vanished or sent garbage mid-session
+            logger.warning("session %s: ended with %s: %s", ctx.peer, type(err).__name__, err,
+                           extra={"PEER": ctx.peer})
+            return 1
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+        return 0
+
+
+def _check_same_setup(prepared: SessionContext, ctx: SessionContext) -> None:
+    """The daemon retires a spare when its settings change; if one slipped
+    through, its pool and pinning would be for other settings: refuse."""
+    same = dataclasses.replace(ctx, work_dir=prepared.work_dir, peer=prepared.peer,
+                               mode_report_fd=prepared.mode_report_fd)
+    if same != prepared:
+        changed = [f.name for f in dataclasses.fields(ctx)
+                   if getattr(same, f.name) != getattr(prepared, f.name)]
+        raise ValueError("session %s: prepared for other settings (%s differ); "
+                         "a fresh session process is needed" % (ctx.peer, ", ".join(changed)))
 
 
 def _link_module(path: str) -> bytes:
@@ -163,36 +267,37 @@ def _link_module(path: str) -> bytes:
         return f.read()
 
 
-def _load_libraries(ctx: SessionContext) -> None:
+def _load_libraries(ctx: SessionContext) -> List[Tuple[str, Optional[str]]]:
+    """dlopen each --load-library; [(path, error or None)], logged in serve()."""
+    out = []
     for path in ctx.load_library:
         try:
             ctypes.CDLL(path, ctypes.RTLD_GLOBAL)
         except OSError as err:
-            logger.error("session %s: load library %s failed: %s", ctx.peer, path, err,
+            out.append((path, str(err)))
+        else:
+            out.append((path, None))
+    return out
+
+
+def _log_libraries(ctx: SessionContext, results) -> None:
+    for path, error in results:
+        if error is not None:
+            logger.error("session %s: load library %s failed: %s", ctx.peer, path, error,
                          extra={"PEER": ctx.peer})
         else:
             logger.info("session %s: loaded library %s", ctx.peer, path, extra={"PEER": ctx.peer})
 
 
+def prepare_session(ctx: SessionContext) -> PreparedSession:
+    """Everything that does not depend on the client: TVM's pool, the default
+    mode's pinning, --load-library, the registered functions. Must run in the
+    thread that will call serve(): TVM's pool belongs to it. Touches no file
+    and logs nothing (ctx.work_dir and ctx.peer may be placeholders)."""
+    return PreparedSession(ctx)
+
+
 def run_session(conn, ctx: SessionContext) -> int:
     """Serve one RPC session on a connected, handshaken socket; returns the
     exit code for the child (0 when the session ended normally)."""
-    from tvm.rpc import _ffi_api
-
-    os.chdir(ctx.work_dir)
-    modes = ThreadModes(ctx)
-    modes.start()
-    _load_libraries(ctx)
-    _register(ctx, modes, WorkDir(ctx.work_dir, ctx.max_upload_bytes, ctx.max_disk_bytes))
-    try:
-        _ffi_api.ServerLoop(conn.fileno())
-    except Exception as err:  # the client vanished or sent garbage mid-session
-        logger.warning("session %s: ended with %s: %s", ctx.peer, type(err).__name__, err,
-                       extra={"PEER": ctx.peer})
-        return 1
-    finally:
-        try:
-            conn.close()
-        except OSError:
-            pass
-    return 0
+    return prepare_session(ctx).serve(conn, ctx)

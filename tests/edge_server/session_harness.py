@@ -5,9 +5,14 @@ client, do TVM's server handshake (key "client:<key>"), run the session.
 Usage: python session_harness.py SETTINGS.json
 SETTINGS: {"port": int, "key": str, "topology": {...}, "default_mode": str,
            "work_dir": str, "fixture_root": bool, "max_upload_bytes": int,
-           "max_disk_bytes": int}
+           "max_disk_bytes": int,
+           "mode_report": path (optional: the effective-mode lines go to this file),
+           "prepare": path (optional: prepare_session() first, as the daemon's spare does,
+                      with work_dir "" and a placeholder peer, then write what it
+                      touched to this JSON file, then serve())}
 Prints "listening" once the socket is bound. Exits with run_session's code.
 """
+import dataclasses
 import json
 import logging
 import os
@@ -33,7 +38,29 @@ def main():
     settings = json.load(open(sys.argv[1]))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     import tvm.rpc  # noqa: F401  (the daemon imports tvm before it forks)
-    from edge_server.session import SessionContext, run_session
+    from edge_server.session import SessionContext, prepare_session, run_session
+    report_fd = None
+    if settings.get("mode_report"):
+        report_fd = os.open(settings["mode_report"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    ctx = SessionContext(
+        topology=settings["topology"], default_mode=settings["default_mode"],
+        work_dir="", peer="(not connected yet)",
+        max_upload_bytes=settings.get("max_upload_bytes", 256 << 20),
+        max_disk_bytes=settings.get("max_disk_bytes", 1 << 30),
+        fixture_root=settings.get("fixture_root", False), mode_report_fd=report_fd)
+    prepared = None
+    if settings.get("prepare"):
+        logged = []
+        handler = logging.Handler()
+        handler.emit = logged.append
+        logging.getLogger().addHandler(handler)
+        cwd = os.getcwd()
+        prepared = prepare_session(ctx)
+        logging.getLogger().removeHandler(handler)
+        with open(settings["prepare"], "w") as f:
+            json.dump({"cwd_before": cwd, "cwd_after": os.getcwd(),
+                       "work_dir_files": os.listdir(settings["work_dir"]),
+                       "log_lines": [r.getMessage() for r in logged]}, f)
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", settings["port"]))
@@ -42,12 +69,9 @@ def main():
     conn, addr = listener.accept()
     listener.close()
     handshake(conn, settings["key"])
-    ctx = SessionContext(
-        topology=settings["topology"], default_mode=settings["default_mode"],
-        work_dir=settings["work_dir"], peer="%s:%d" % addr,
-        max_upload_bytes=settings.get("max_upload_bytes", 256 << 20),
-        max_disk_bytes=settings.get("max_disk_bytes", 1 << 30),
-        fixture_root=settings.get("fixture_root", False))
+    ctx = dataclasses.replace(ctx, work_dir=settings["work_dir"], peer="%s:%d" % addr)
+    if prepared is not None:
+        return prepared.serve(conn, ctx)
     return run_session(conn, ctx)
 
 

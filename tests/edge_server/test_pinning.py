@@ -100,9 +100,25 @@ def busy_threads(worker, command, runs):
     return {tid: t for tid, t in used.items() if t >= top / 4}
 
 
+def status_affinities(pid) -> dict:
+    """{tid: CPUs} from each thread's Cpus_allowed_list in /proc/<pid>/task/<tid>/status:
+    the tests' own reading, independent of read_affinities (which uses sched_getaffinity)."""
+    from edge_server.cpulist import parse_cpulist
+    out = {}
+    for tid in os.listdir("/proc/%s/task" % pid):
+        try:
+            with open("/proc/%s/task/%s/status" % (pid, tid)) as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            continue
+        [line] = [x for x in lines if x.startswith("Cpus_allowed_list:")]
+        out[int(tid)] = parse_cpulist(line.split(":", 1)[1])
+    return out
+
+
 def assert_layout(pid, cpus, serving_tid):
     """From outside: the serving thread on cpus[0], every thread inside the set."""
-    seen = read_affinities(pid)
+    seen = status_affinities(pid)
     assert seen[serving_tid] == [cpus[0]], seen
     for tid, allowed in seen.items():
         assert set(allowed) <= set(cpus), (tid, allowed, cpus)
@@ -113,6 +129,16 @@ def test_read_affinities_of_this_process():
     seen = read_affinities()
     assert seen and all(set(c) <= set(HOST_CPUS) for c in seen.values())
     assert os.getpid() in seen
+    assert seen == status_affinities("self")
+
+
+def test_read_affinities_agrees_with_proc_status_of_a_pinned_pool(worker):
+    worker.ok("create")
+    for cpus in ("1", "0", "0-1"):
+        worker.ok("apply", "cpus:" + cpus, cpus)
+        seen = read_affinities(worker.pid)
+        assert seen == status_affinities(worker.pid)
+        assert len(seen) >= 3          # serving thread, a pool worker, numpy's thread(s)
 
 
 def test_stock_tvm_uses_one_thread_of_two(worker, kernel):
@@ -150,7 +176,7 @@ def test_modes_before_and_after_kernels(worker, kernel, sequence):
         mode = "all" if step == "all" else "cpus:" + step
         state = worker.ok("apply", mode, ",".join(map(str, cpus)))
         assert (state["mode"], state["cpus"], state["tvm_num_threads"]) == (mode, cpus, len(cpus))
-        assert {t["tid"]: t["cpus"] for t in state["threads"]} == read_affinities(worker.pid)
+        assert {t["tid"]: t["cpus"] for t in state["threads"]} == status_affinities(worker.pid)
         seen = assert_layout(worker.pid, cpus, created["serving_tid"])
         busy = busy_threads(worker, "run", 4)
         assert len(busy) == len(cpus), (step, busy)
@@ -162,7 +188,7 @@ def test_other_threads_follow_the_set(worker):
     """numpy's BLAS pool and any other thread are pinned too, not only TVM's."""
     created = worker.ok("create")
     worker.ok("apply", "cpus:1", "1")
-    seen = read_affinities(worker.pid)
+    seen = status_affinities(worker.pid)
     others = set(seen) - {created["serving_tid"], *created["pool_tids"]}
     assert others, "expected at least numpy's extra thread: %s" % seen
     assert all(seen[t] == [1] for t in seen), seen

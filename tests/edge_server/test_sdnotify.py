@@ -47,6 +47,26 @@ def test_messages_reach_the_socket(notify_socket):
 
 
 @needs_systemd
+def test_extend_timeout_sends_microseconds(notify_socket):
+    path, sock = notify_socket
+    n = Notifier.from_env({"NOTIFY_SOCKET": path})
+    assert n.extend_timeout(65)
+    assert sock.recv(4096) == b"EXTEND_TIMEOUT_USEC=65000000"
+    assert n.extend_timeout(2.5)
+    assert sock.recv(4096) == b"EXTEND_TIMEOUT_USEC=2500000"
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf"), "65", None])
+def test_extend_timeout_refuses_nonsense(seconds):
+    with pytest.raises(ValueError, match="positive finite number of seconds"):
+        Notifier.from_env({}).extend_timeout(seconds)
+
+
+def test_extend_timeout_is_a_no_op_outside_systemd():
+    assert Notifier.from_env({}).extend_timeout(10) is False
+
+
+@needs_systemd
 def test_forked_child_never_notifies(notify_socket):
     path, sock = notify_socket
     n = Notifier.from_env({"NOTIFY_SOCKET": path})

@@ -328,6 +328,7 @@ def test_notify_ready_before_tracker_then_status_through_a_session(tmp_path, not
         assert server.wait(30) == 0
         assert "STOPPING=1" in notify.texts()
         assert notify.texts().index("READY=1") < notify.texts().index("STOPPING=1")
+        assert not [t for t in notify.texts() if t.startswith("EXTEND_TIMEOUT")]   # idle
     finally:
         server.stop()
         if tracker is not None:
@@ -356,3 +357,139 @@ def test_watchdog_pings_during_a_long_session_and_stop_when_wedged(tmp_path, not
         client.stop()
     finally:
         server.stop()
+
+
+def test_sigterm_mid_session_asks_systemd_for_the_grace(tmp_path, notify, shared_tracker,
+                                                       sleep_lib):
+    """A --grace longer than the unit's TimeoutStopSec: EXTEND_TIMEOUT_USEC with STOPPING=1."""
+    server = start(tmp_path, shared_tracker.port, "term-extend", "--grace", "60",
+                   env={"NOTIFY_SOCKET": notify.path})
+    client = hold(tmp_path, shared_tracker.port, "term-extend", sleep_lib)
+    try:
+        server.signal(signal.SIGTERM)
+        kit.wait_for(lambda: "EXTEND_TIMEOUT_USEC=65000000" in notify.texts(), 30,
+                     "EXTEND_TIMEOUT_USEC of grace + 5 s", proc=server)
+        texts = notify.texts()
+        assert texts.index("STOPPING=1") < texts.index("EXTEND_TIMEOUT_USEC=65000000")
+        assert server.alive()                     # still within the grace
+        server.signal(signal.SIGTERM)             # a second one ends the session now
+        assert server.wait(30) == 0
+        assert [t for t in notify.texts() if t.startswith("EXTEND_TIMEOUT_USEC=")] \
+            == ["EXTEND_TIMEOUT_USEC=65000000"]
+    finally:
+        client.stop()
+        server.stop()
+
+
+# ---- the session's effective thread mode, as the daemon learns it -------------------------
+def serving_modes(notify) -> list:
+    """The mode each "serving ..." STATUS named, in order."""
+    import re
+    return [re.match(r"^serving \S+ in mode (\S+);", s).group(1)
+            for s in notify.statuses() if s.startswith("serving ")]
+
+
+def ended_lines(server) -> list:
+    return kit.log_lines(server, ": ended, ")
+
+
+@pytest.mark.parametrize("how", ["prepared in advance", "forked"])
+def test_status_and_end_line_name_the_modes_the_session_used(tmp_path, notify, how):
+    """STATUS follows the client's set_thread_mode; the end line names every mode used.
+    Both ways a session starts: the spare set up in advance, or a fork on demand."""
+    from tvm import rpc
+    from tvm.error import RPCError
+    server = start(tmp_path, None, "modes-key", env={"NOTIFY_SOCKET": notify.path})
+    try:
+        [spare] = kit.wait_for(lambda: kit.children(server.pid), 30, "spare", proc=server)
+        if how == "forked":
+            os.kill(spare, signal.SIGKILL)        # the next one comes only after a 1 s back-off
+            kit.wait_for(lambda: kit.log_lines(server, "spare session process %d died" % spare),
+                         10, "spare death noticed", proc=server)
+        remote = rpc.connect(procs.HOST, server.port, "modes-key")
+        set_mode = remote.get_function("edge.set_thread_mode")
+        assert json.loads(set_mode("cpus:1"))["cpus"] == [1]
+        kit.wait_for(lambda: serving_modes(notify)[-1:] == ["cpus:1"], 10,
+                     "STATUS in mode cpus:1", proc=server)
+        assert json.loads(set_mode("cpus:0"))["cpus"] == [0]
+        kit.wait_for(lambda: serving_modes(notify)[-1:] == ["cpus:0"], 10,
+                     "STATUS in mode cpus:0", proc=server)
+        with pytest.raises(RPCError):
+            set_mode("big:9")                     # refused: the mode stays
+        set_mode("cpus:0")
+        assert serving_modes(notify)[0] == "all"  # the default, before any call
+        del set_mode, remote
+        import gc
+        gc.collect()
+        [line] = kit.wait_for(lambda: ended_lines(server), 10, "session end", proc=server)
+        assert "ended, exit 0 after" in line, line
+        assert "in modes all, cpus:1, cpus:0 [" in line, line
+        assert "thread_mode=all,cpus:1,cpus:0" in line, line
+        assert kit.log_lines(server, "(pid %s %s," % (line.split("session_pid=")[1].rstrip("]"),
+                                                      how))
+        assert serving_modes(notify) == ["all", "cpus:1", "cpus:0"]
+        kit.wait_for(lambda: notify.statuses()[-1].startswith("idle"), 10, "idle STATUS",
+                     proc=server)
+    finally:
+        assert server.stop() == 0
+
+
+# A library whose constructor writes garbage into every write-only pipe of the session
+# process (the daemon's mode pipe among them), a real report and an endless line, and is
+# SIGKILLed in the middle of a line.
+SPOILER_C = r"""
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+__attribute__((constructor)) static void edge_test_spoil(void) {
+  static char endless[3000];
+  memset(endless, 'x', sizeof endless);
+  for (int fd = 3; fd < 1024; fd++) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) continue;
+    if ((fcntl(fd, F_GETFL) & O_ACCMODE) != O_WRONLY) continue;
+    const char *head = "mode \xff\xfe\nnot a report\nmode cpus:1\nmode ";
+    write(fd, head, strlen(head));
+    write(fd, endless, sizeof endless);
+    const char *tail = "\nmode ../../etc/passwd\nmode cpu";
+    write(fd, tail, strlen(tail));
+  }
+  raise(SIGKILL);
+}
+"""
+
+
+def test_garbage_on_the_mode_pipe_and_a_child_dying_mid_line(tmp_path, notify, kernel):
+    from tvm import rpc
+    src = tmp_path / "spoiler.c"
+    src.write_text(SPOILER_C)
+    lib = tmp_path / "spoiler.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O0", str(src), "-o", str(lib)], check=True)
+    server = start(tmp_path, None, "spoil-key", env={"NOTIFY_SOCKET": notify.path})
+    try:
+        remote = rpc.connect(procs.HOST, server.port, "spoil-key")
+        remote.upload(str(lib))
+        with pytest.raises(Exception):
+            remote.load_module("spoiler.so")
+        del remote
+        import gc
+        gc.collect()
+        [line] = kit.wait_for(lambda: ended_lines(server), 10, "session end", proc=server)
+        assert "ended, killed by SIGKILL" in line and "in modes all, cpus:1 (ignored 5 bad " \
+            "mode reports) [" in line, line
+        [warning] = kit.log_lines(server, "bad mode report(s)")     # once, however many batches
+        assert "malformed line b'mode \\xff\\xfe'" in warning, warning
+        assert serving_modes(notify) == ["all", "cpus:1"]
+        assert server.alive()
+        # the next session starts clean, in the default mode
+        remote = rpc.connect(procs.HOST, server.port, "spoil-key")
+        assert kit.exercise(remote, kernel)["mode"] == "all"
+        del remote
+        gc.collect()
+        kit.wait_for(lambda: len(ended_lines(server)) == 2, 10, "second end", proc=server)
+        assert "exit 0" in ended_lines(server)[1] and "in mode all [" in ended_lines(server)[1]
+        assert serving_modes(notify)[-1] == "all"
+    finally:
+        assert server.stop() == 0

@@ -17,7 +17,6 @@ import pytest
 
 import procs
 from boards import HAND_BOARDS, real_topology
-from edge_server.pinning import read_affinities
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).resolve().parent / "session_harness.py"
@@ -29,7 +28,8 @@ pytestmark = pytest.mark.skipif(HOST_CPUS != [0, 1], reason="written for the 2-C
 class Session:
     """One harness process serving one session, and the client connected to it."""
 
-    def __init__(self, tmp_path, topology=None, default_mode="all", fixture_root=False, **limits):
+    def __init__(self, tmp_path, topology=None, default_mode="all", fixture_root=False,
+                 **limits):
         from tvm import rpc
         self.work_dir = tmp_path / "work"
         self.work_dir.mkdir()
@@ -93,7 +93,8 @@ def kernel_so(tmp_path_factory):
 def outside_layout(pid, cpus):
     """The state as /proc shows it from this process: every thread inside
     the set, the serving thread (tid == pid) on the first CPU."""
-    seen = read_affinities(pid)
+    from test_pinning import status_affinities
+    seen = status_affinities(pid)
     assert seen[pid] == [cpus[0]], seen
     assert all(set(c) <= set(cpus) for c in seen.values()), seen
     return seen
@@ -222,6 +223,45 @@ def test_mode_changes_are_logged_with_the_peer(session):
 
 def test_topology_function_returns_the_document(session):
     assert json.loads(session.func("edge.topology")()) == real_topology()
+
+
+def test_prepared_before_the_client_then_served(tmp_path):
+    """What the daemon's spare does: prepare_session with no work dir and no peer
+    (it touches no file, changes no directory, logs nothing), then serve()."""
+    prepare, modes = tmp_path / "prepare.json", tmp_path / "modes.txt"
+    s = Session(tmp_path, prepare=str(prepare), mode_report=str(modes))
+    done = json.loads(prepare.read_text())
+    assert done["cwd_after"] == done["cwd_before"] != str(s.work_dir)
+    assert done["work_dir_files"] == [] and done["log_lines"] == []
+    state = s.state()
+    assert (state["mode"], state["cpus"], state["tvm_num_threads"]) == ("all", [0, 1], 2)
+    outside_layout(state["pid"], [0, 1])
+    assert s.set_mode("cpus:1")["cpus"] == [1]
+    assert s.set_mode(" CPUS:1 ")["mode"] == "cpus:1"      # same mode: not reported again
+    assert s.set_mode("all")["cpus"] == [0, 1]
+    assert_session_works(s)
+    assert (s.work_dir / "probe.txt").read_bytes() == b"still here"
+    log = s.log()
+    assert "session 127.0.0.1:" in log and "default thread mode all on cpus 0-1" in log, log
+    assert "not connected yet" not in log, log
+    assert s.close() == 0
+    assert modes.read_text() == "mode all\nmode cpus:1\nmode all\n"
+
+
+def test_default_mode_set_up_failure_is_reported_as_unpinned(tmp_path):
+    """A default mode this machine cannot pin: the session serves, unpinned, and says so."""
+    from tvm.error import RPCError
+    modes = tmp_path / "modes.txt"
+    topology = json.loads(json.dumps(real_topology()))
+    topology["cpus"].append(dict(topology["cpus"][0], id=7))   # a CPU this machine lacks
+    s = Session(tmp_path, topology=topology, default_mode="cpus:7", mode_report=str(modes))
+    with pytest.raises(RPCError, match="thread pinning is unavailable in this session"):
+        s.set_mode("all")
+    s.remote.upload(bytearray(b"still here"), "probe.txt")
+    assert bytes(s.remote.download("probe.txt")) == b"still here"
+    assert "cannot set up the default thread mode 'cpus:7'" in s.log()
+    assert s.close() == 0
+    assert modes.read_text() == "mode unpinned\n"
 
 
 # --------------------------------------------------------- fixture topology

@@ -1,0 +1,126 @@
+"""The session child's effective thread mode, told to the daemon over a pipe.
+
+The daemon decides the default mode, but the client changes it inside the
+child (edge.set_thread_mode), so without a word from the child the daemon's
+STATUS and its session-end log line would name a mode the session no longer
+runs. The child writes one short ASCII line per change, `mode <mode>\\n`, to
+the write end of a pipe; the daemon's loop polls the read end like any other
+fd.
+
+The child is untrusted (a client's library runs in it), so the reader treats
+the pipe as hostile input: it never blocks, reads a bounded amount per turn,
+drops lines that are too long or not of the form above, and forgets a partial
+line when the child dies in the middle of it. One write of a line shorter
+than PIPE_BUF is atomic, so an honest child never produces a torn line.
+"""
+import errno
+import os
+import re
+from typing import List, Optional
+
+MAX_LINE = 300            # "mode " + a mode of at most 256 characters + newline, with room
+MAX_READ_PER_TURN = 16    # reads of 4 KiB: a flooding child cannot hold the daemon's loop
+_MODE = re.compile(r"[A-Za-z0-9:,._-]{1,256}")
+
+
+class ModeReporter:
+    """Child side: writes `mode <mode>` when the effective mode changes.
+
+    The pipe is non-blocking: if the daemon is slow to read and the pipe is
+    full, the report is skipped (and retried at the next change) rather than
+    stalling the client's call."""
+
+    def __init__(self, fd: Optional[int]):
+        self.fd = fd
+        self.last: Optional[str] = None
+
+    def __call__(self, mode: str) -> None:
+        if self.fd is None or mode == self.last:
+            return
+        line = ("mode %s\n" % mode).encode("ascii", "replace")
+        try:
+            os.write(self.fd, line)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.fd = None   # the daemon closed its end: nobody to tell
+            return
+        self.last = mode
+
+
+class ModeReportReader:
+    """Daemon side: turns what the child wrote into modes, and counts the rest.
+
+    `read()` returns the well-formed modes that arrived, oldest first;
+    `rejected` holds short descriptions of what was dropped (for one log line),
+    and `eof` is set once the child's end is closed."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.eof = False
+        self.rejected: List[str] = []
+        self._buf = b""
+        self._skipping = False    # inside an over-long line: drop up to its newline
+
+    def read(self) -> List[str]:
+        modes: List[str] = []
+        for _ in range(MAX_READ_PER_TURN):
+            try:
+                data = os.read(self.fd, 4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as err:
+                self.rejected.append("read failed: %s" % os.strerror(err.errno or errno.EIO))
+                data = b""
+            if not data:
+                if self._buf or self._skipping:
+                    self.rejected.append("an unfinished line of %d bytes when the pipe closed"
+                                         % len(self._buf))
+                self._buf, self._skipping, self.eof = b"", False, True
+                break
+            modes.extend(self._feed(data))
+        return modes
+
+    def _feed(self, data: bytes) -> List[str]:
+        modes = []
+        lines = (self._buf + data).split(b"\n")
+        self._buf = lines.pop()
+        for line in lines:
+            if self._skipping:
+                self._skipping = False
+                continue
+            mode = parse_line(line)
+            if mode is None and len(line) > MAX_LINE:
+                self.rejected.append("a line longer than %d bytes" % MAX_LINE)
+            elif mode is None:
+                self.rejected.append("malformed line %r" % line[:60])
+            else:
+                modes.append(mode)
+        if len(self._buf) > MAX_LINE:
+            if not self._skipping:
+                self.rejected.append("a line longer than %d bytes" % MAX_LINE)
+            self._buf, self._skipping = b"", True
+        return modes
+
+    def take_rejected(self) -> List[str]:
+        out, self.rejected = self.rejected, []
+        return out
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = -1
+
+
+def parse_line(line: bytes) -> Optional[str]:
+    """b"mode cpus:0-1" -> "cpus:0-1"; None for anything else."""
+    if len(line) > MAX_LINE or not line.startswith(b"mode "):
+        return None
+    try:
+        mode = line[len(b"mode "):].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return mode if _MODE.fullmatch(mode) else None
