@@ -1,10 +1,11 @@
 # make demo   - the main job: tracker + edge-server + measurements across thread modes
 # make test   - the whole test suite (sets everything up first)
 # make bench  - benchmarks against the stock TVM RPC server, into bench/RESULTS.md
+# make faults - the full fault suite: 200 sessions with crashes and timeouts interleaved
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo bench probe clean
+.PHONY: setup test demo bench faults probe clean
 
 setup:
 	bash scripts/setup.sh
@@ -13,13 +14,16 @@ test: setup
 	$(PY) -m pytest -q tests
 
 demo: setup
-	$(VENV)/bin/edge-server probe
+	$(PY) -m host_client.demo
 
 probe: setup
 	$(VENV)/bin/edge-server probe
 
 bench: setup
 	$(PY) bench/run_all.py
+
+faults: setup
+	EDGE_FAULT_SESSIONS=200 EDGE_FAULT_REPORT=bench/out/faults.json $(PY) -m pytest -q tests/edge_server/test_faults.py -k mixed
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
