@@ -72,6 +72,16 @@ class Container:
                 raise RuntimeError("systemd-nspawn exited:\n" + self.proc.log())
             time.sleep(0.2)
         assert self.leader, "no systemd in the container:\n" + self.proc.log()
+        # until its manager answers on the bus and the boot target is reached
+        deadline = time.time() + 120
+        state = ""
+        while time.time() < deadline:
+            state = self.run("systemctl", "is-system-running", check=False).strip()
+            if state in ("running", "degraded"):
+                return
+            time.sleep(0.3)
+        raise TimeoutError("container boot: systemctl is-system-running says %r\n%s"
+                           % (state, self.proc.log()))
 
     def run(self, *cmd, check=True, timeout=120):
         """A command inside the container (all its namespaces), clean environment."""
@@ -109,8 +119,10 @@ class Container:
             if re.search(pattern, status):
                 return status
             time.sleep(0.3)
-        raise TimeoutError("edge-server status %r never matched %r\n%s" % (
-            status, pattern, self.run("systemctl", "status", "edge-server", check=False)))
+        raise TimeoutError("edge-server status %r never matched %r\n%s\n%s" % (
+            status, pattern, self.run("systemctl", "status", "edge-server", check=False),
+            self.run("journalctl", "--no-pager", "-o", "cat", "-n", "40", "-u", "edge-server",
+                     check=False)))
 
     def wait_registered(self):
         return self.wait_status(r"registered as key %s at tracker 127\.0\.0\.1:%d"
@@ -214,6 +226,10 @@ def test_a_session_links_and_runs_an_uploaded_tar_in_the_sandbox(container, arti
 def test_reload_reprobes_and_stays_active(container):
     container.wait_registered()
     container.run("systemctl", "reload", "edge-server")
+    # RELOADING=1 holds the unit in "reloading" until the daemon's READY=1
+    deadline = time.time() + 30
+    while container.show("edge-server", "ActiveState") == "reloading" and time.time() < deadline:
+        time.sleep(0.2)
     assert container.show("edge-server", "ActiveState") == "active"
     assert "SIGHUP: re-probed the topology" in container.journal("-o", "cat")
     container.wait_registered()
