@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-python3}
-APT_PKGS="libsystemd-dev pkg-config systemd gcc g++"
+# systemd-container (systemd-nspawn) and shellcheck: tests/deploy run the unit under a real
+# systemd in a container and lint install.sh.
+APT_PKGS="libsystemd-dev pkg-config systemd systemd-container shellcheck gcc g++"
 
 missing=""
 for p in $APT_PKGS; do
