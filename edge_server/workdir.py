@@ -107,16 +107,17 @@ class WorkDir:
             return f.read()
 
     def remove(self, name) -> None:
+        """Remove a file or directory; like the stock server, a name that does not
+        exist, or the work dir itself (MetaSchedule's cleanup calls remove("")),
+        is not an error: stock tuning scripts rely on that, and the daemon removes
+        the whole work dir when the session ends. Names outside it still are."""
         path = self.path(name)
         if path == self.root:
-            raise WorkDirError("refusing to remove the session's work directory itself")
+            return
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         elif os.path.lexists(path):
             os.remove(path)
-        else:
-            raise WorkDirError("cannot remove %r: no such file in the session's work "
-                               "directory" % name[:80])
 
     def listdir(self, name) -> str:
         """Entries of a directory, comma-separated, as the stock client expects."""
