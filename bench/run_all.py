@@ -171,27 +171,24 @@ NOTES = """How to read it (phases as defined in the session table below):
   call it).
 
 The server side of ours, from `strace -f -tt` of an edge-server over three
-back-to-back host_client sessions (2026-11-23, on the shared, loaded machine;
-strace itself slows every syscall, so read the proportions, not the sums):
+back-to-back host_client sessions (2026-11-23 23:03, edge-server as of commit
+e31bca8; strace slows every syscall, so read the proportions, not the sums):
 
 - accept to serving: the daemon reads and answers the handshake in under
-  1 ms (one write), passes the connection to a spare child forked after the
-  previous session, and that child then creates TVM's pool, pins the default
-  mode and verifies it from /proc/<tid>/status before its first RPC byte:
-  ~9 ms from accept to serving, ~8 ms of it this default-mode set-up. It is
-  the largest server-side piece of `rpc_connect`, and could be done in the
-  spare child before the connection arrives.
-- `edge.set_thread_mode("all")` inside the child: 3.2 ms under strace
-  (median 0.7 ms without it, see its section), mostly the /proc read-back.
-- session end to registered again: after the client closes, the child takes
-  ~5 ms to exit (kernel tear-down of the session process), then the daemon
-  reaps it and sends one PUT within ~1 ms; the next request waits for that
-  PUT, so these ~6 ms sit in the next session's `tracker` phase. Re-registering
-  when the client's socket closes (the daemon already polls it for RDHUP)
-  instead of after the reap would take the exit off the critical path.
-- forking the next spare child (2.6-4 ms, an 85 MB process) happens right
-  after the PUT, so a client that requests at once can reach the daemon while
-  it is still forking."""
+  1 ms (one write) and passes the connection to a spare child. The spare
+  creates TVM's pool, pins the default mode and verifies it (~5-8 ms) when
+  the daemon tells it to prepare, which it does right after the previous
+  session's client has gone and the PUT is out (not while a session is
+  measuring). A client that requests again at once therefore meets a spare
+  still preparing: `rpc_connect` was 4 ms when the spare was ready and
+  8-15 ms when it was not. This preparation is most of what remains of
+  `rpc_connect`.
+- `edge.set_thread_mode("all")` inside the child: ~1.5 ms under strace
+  (median 0.5-0.7 ms without it, see its section).
+- session end to registered again: the daemon sends its one-write PUT
+  ~0.4 ms after the client's socket closes (it polls it for RDHUP), before
+  the session process has exited, so `tracker` for the next session is
+  ~1.6 ms: the tracker round trip itself."""
 
 
 def main(argv=None) -> int:
