@@ -5,7 +5,9 @@ child (edge.set_thread_mode), so without a word from the child the daemon's
 STATUS and its session-end log line would name a mode the session no longer
 runs. The child writes one short ASCII line per change, `mode <mode>\\n`, to
 the write end of a pipe; the daemon's loop polls the read end like any other
-fd.
+fd. Its last line, `end <exit code>\\n`, written just before it exits, tells
+the daemon that the session is over without waiting for the process to be
+torn down.
 
 The child is untrusted (a client's library runs in it), so the reader treats
 the pipe as hostile input: it never blocks, reads a bounded amount per turn,
@@ -47,17 +49,28 @@ class ModeReporter:
             return
         self.last = mode
 
+    def ended(self, code: int) -> None:
+        """The last word: serving is over and the process exits with `code` now."""
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, b"end %d\n" % code)
+        except OSError:
+            pass
+
 
 class ModeReportReader:
     """Daemon side: turns what the child wrote into modes, and counts the rest.
 
     `read()` returns the well-formed modes that arrived, oldest first;
-    `rejected` holds short descriptions of what was dropped (for one log line),
-    and `eof` is set once the child's end is closed."""
+    `end_code` is set once the child said `end <code>`; `rejected` holds short
+    descriptions of what was dropped (for one log line), and `eof` is set
+    once the child's end is closed."""
 
     def __init__(self, fd: int):
         self.fd = fd
         self.eof = False
+        self.end_code: Optional[int] = None
         self.rejected: List[str] = []
         self._buf = b""
         self._skipping = False    # inside an over-long line: drop up to its newline
@@ -90,7 +103,10 @@ class ModeReportReader:
                 self._skipping = False
                 continue
             mode = parse_line(line)
-            if mode is None and len(line) > MAX_LINE:
+            end = parse_end(line) if mode is None else None
+            if end is not None:
+                self.end_code = end
+            elif mode is None and len(line) > MAX_LINE:
                 self.rejected.append("a line longer than %d bytes" % MAX_LINE)
             elif mode is None:
                 self.rejected.append("malformed line %r" % line[:60])
@@ -124,3 +140,9 @@ def parse_line(line: bytes) -> Optional[str]:
     except UnicodeDecodeError:
         return None
     return mode if _MODE.fullmatch(mode) else None
+
+
+def parse_end(line: bytes) -> Optional[int]:
+    """b"end 0" -> 0 (an exit code, 0..255); None for anything else."""
+    m = re.fullmatch(rb"end (\d{1,3})", line)
+    return int(m.group(1)) if m and int(m.group(1)) <= 255 else None

@@ -93,6 +93,15 @@ def _tvm_funcs():
     return _TVM_FUNCS
 
 
+def warm_up() -> None:
+    """Convert config_threadpool-like arguments once without touching any pool
+    (ffi.Array only builds an array): Python's ABC caches filled here are
+    inherited by every forked session process, which then starts its pool
+    about 0.5 ms sooner. Safe in the daemon: it creates no thread."""
+    import tvm_ffi
+    tvm_ffi.get_global_func("ffi.Array")(_ONE_CORE_PER_THREAD, 1, ["0"])
+
+
 def prepare_environment(pool_size: int) -> None:
     """Set TVM's thread variables to what ThreadPinner relies on; must run
     before TVM creates any pool in this process."""

@@ -14,7 +14,16 @@ non-zero (a segfaulting kernel ends the service).
 
 The child tells the loop its effective thread mode over a pipe (one line
 per change, edge_server.modereport), so STATUS and the session-end line name
-the modes the client really used, not only the default.
+the modes the client really used, not only the default; its last line says
+it is exiting, so the next session need not wait for the kernel to tear the
+old process down.
+
+Turnover between sessions is on the critical path of every MetaSchedule
+trial, so the next session is prepared the moment the previous one is over
+(its client closed, or its child said its last word), never while a client
+is in a session: back in the tracker's free queue, and a spare process
+forked that builds TVM's pool and pins the default mode before the next
+client arrives.
 
 Fork safety: the listener imports TVM's runtime library but never runs
 parallel TVM code, so it has no thread pool and forking it is safe. Each
@@ -38,7 +47,7 @@ from typing import Callable, Dict, List, Optional
 from edge_server.config import Config, ConfigError, check_default_mode
 from edge_server.handshake import (ClientHello, HandshakeError, HandshakeReader,
                                    SessionRequest, match, mismatch_reply, success_reply)
-from edge_server.modereport import ModeReportReader
+from edge_server.modereport import ModeReporter, ModeReportReader
 from edge_server.sdnotify import Notifier
 from edge_server.tracker import TrackerLink
 from edge_server.workroot import WorkRoot, remove_tree
@@ -58,6 +67,7 @@ MAX_POLL_WAIT = 1.0       # s; the loop looks at the clock at least this often
 CHILD_FAILED = 70         # exit code of a child that failed before serving (EX_SOFTWARE)
 MAX_MODES_LOGGED = 8      # distinct thread modes a session-end line names
 STOP_CLEANUP_SECONDS = 5.0  # asked of systemd on top of --grace when stopping mid-session
+SPARE_PREPARE = b"prepare"  # daemon -> spare: set up now, no client is in a session
 
 _WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 
@@ -93,6 +103,7 @@ class _Session:
     modes_used: List[str] = dataclasses.field(default_factory=list)
     modes_unlisted: int = 0       # distinct modes beyond MAX_MODES_LOGGED
     bad_reports: int = 0          # garbled lines on the mode pipe
+    end_code: Optional[int] = None   # the exit code the child announced as its last word
 
 
 @dataclass
@@ -102,6 +113,7 @@ class _Spare:
     channel: socket.socket
     born: float
     reports: ModeReportReader
+    told: bool = False            # told to prepare (only while no client is in a session)
 
 
 def describe_status(status: int) -> str:
@@ -182,6 +194,7 @@ class Server:
         self._pending: List[_Peer] = []
         self._parked: List[_Peer] = []
         self._session: Optional[_Session] = None
+        self._finishing: Dict[int, _Session] = {}   # over, SIGKILLed, not reaped yet
         self._spare: Optional[_Spare] = None
         self._spare_failures = 0
         self._spare_retry_at = 0.0
@@ -206,6 +219,8 @@ class Server:
             log.info("removed stale work dir %s (its daemon died without cleaning up)", path)
         self._bind()
         _set_child_subreaper()
+        from edge_server.session import preload
+        preload()
         # Everything imported so far lives as long as the daemon: keep the collector
         # off those pages, so forked children do not copy them on first touch.
         gc.freeze()
@@ -278,6 +293,12 @@ class Server:
             _close(peer.conn)
         self._pending, self._parked = [], []
         self._retire(self._spare)
+        for pid, s in list(self._finishing.items()):
+            try:
+                _, status = os.waitpid(pid, 0)   # SIGKILLed: returns at once
+            except ChildProcessError:
+                continue
+            self._ended(s, status)
         for pid in list(self._retired):
             try:
                 os.waitpid(pid, 0)          # SIGKILLed: returns at once
@@ -602,7 +623,8 @@ class Server:
         read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         ctx = dataclasses.replace(ctx, mode_report_fd=write_end)
         try:
-            pid = self._fork(lambda: _run_session(conn, ctx), keep=conn, close=(read_end,))
+            pid = self._fork(lambda: _run_session(conn, ctx), keep=conn, close=(read_end,),
+                             report_fd=write_end)
         except OSError:
             os.close(read_end)
             raise
@@ -612,20 +634,35 @@ class Server:
 
     # ---- the spare: the next session's process, forked and set up while idle ----------------
     def _ensure_spare(self, now: float) -> None:
-        """Fork the next session's process ahead of time, so a client does not wait for
-        fork, TVM's pool and the default pinning (about 10 ms on a small board). Never
-        while a client is in a session: its measurements would share the cores."""
-        s = self._session
-        if (self._spare is not None or (s is not None and s.client_gone_at is None)
-                or self._stopping or now < self._spare_retry_at):
+        """Have the next session's process ready before its client comes, so the client
+        waits neither for fork (a few ms: the daemon's page tables) nor for TVM's pool
+        and the default pinning (a few ms more). Two steps, because a client in a
+        session must have the cores to itself while it measures: the fork may happen
+        any time, and happens right after a session started (while its client is still
+        connecting); the spare prepares only when told, which is when no client is in
+        a session (idle, or the running one is over)."""
+        if self._stopping:
             return
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self._spare is None:
+            if now < self._spare_retry_at:
+                return
+            self._fork_spare(now)
+        spare, s = self._spare, self._session
+        if spare is not None and not spare.told and (s is None or s.client_gone_at is not None):
+            try:
+                spare.channel.send(SPARE_PREPARE, socket.MSG_DONTWAIT)
+            except OSError as err:   # it died: the reaper deals with it
+                log.debug("telling spare %d to prepare failed: %s", spare.pid, err)
+            spare.told = True
+
+    def _fork_spare(self, now: float) -> None:
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         template = dataclasses.replace(self._context("", "(not connected yet)"),
                                        mode_report_fd=write_end)
         try:
             pid = self._fork(lambda: self._spare_main(child_end, template), keep=child_end,
-                             close=(read_end,))
+                             close=(read_end,), report_fd=write_end)
         except OSError as err:
             log.warning("forking a spare session process failed: %s; sessions fork on demand",
                         err.strerror)
@@ -639,16 +676,21 @@ class Server:
         self._spare = _Spare(pid, parent_end, now, ModeReportReader(read_end))
 
     def _spare_main(self, channel: socket.socket, template) -> int:
-        """In the spare: set up what needs no client, wait for one, serve it."""
+        """In the spare: wait; set up what needs no client when told to; serve the
+        client whose socket arrives (setting up then, if not told before)."""
         from edge_server import session as session_mod
-        prepare = getattr(session_mod, "prepare_session", None)
-        prepared = prepare(template) if prepare is not None else None
-        try:
-            msg, fds, _, _ = socket.recv_fds(channel, 65536, 1)
-        except OSError:
-            return 0
-        if not msg or not fds:
-            return 0                      # retired by the daemon
+        prepared = None
+        while True:
+            try:
+                msg, fds, _, _ = socket.recv_fds(channel, 65536, 1)
+            except OSError:
+                return 0
+            if fds:
+                break
+            if not msg:
+                return 0                      # retired by the daemon
+            if msg == SPARE_PREPARE and prepared is None:
+                prepared = session_mod.prepare_session(template)
         info = json.loads(msg.decode("utf-8"))
         conn = socket.socket(fileno=fds[0])
         channel.close()
@@ -698,19 +740,22 @@ class Server:
                     spare.pid, describe_status(status), delay)
 
     # ---- forked children ------------------------------------------------------------------
-    def _fork(self, body: Callable[[], int], keep: socket.socket, close=()) -> int:
+    def _fork(self, body: Callable[[], int], keep: socket.socket, close=(),
+              report_fd: Optional[int] = None) -> int:
         """Fork a child that runs body() detached from the daemon's state; its pid.
-        `close`: more of the daemon's fds the child must not hold."""
+        `close`: more of the daemon's fds the child must not hold; `report_fd`: its
+        mode pipe, for its last word (see modereport)."""
         pid = os.fork()
         if pid == 0:
-            self._child(body, keep, close)
+            self._child(body, keep, close, report_fd)
         try:
             os.setpgid(pid, pid)
         except OSError:
             pass   # the child did it first, or already exited
         return pid
 
-    def _child(self, body: Callable[[], int], keep: socket.socket, close=()) -> None:
+    def _child(self, body: Callable[[], int], keep: socket.socket, close=(),
+               report_fd: Optional[int] = None) -> None:
         """In a forked child: own process group, die with the daemon, drop the daemon's
         sockets and signal handlers, run body(), _exit. Never returns."""
         code = CHILD_FAILED
@@ -747,7 +792,9 @@ class Server:
                     handler.flush()
                 except Exception:
                     pass
-            os._exit(code if isinstance(code, int) else 0)
+            code = code if isinstance(code, int) else 0
+            ModeReporter(report_fd).ended(code)
+            os._exit(code)
 
     def _report_fds(self) -> List[int]:
         readers = [x.reports for x in (self._spare, self._session) if x is not None]
@@ -768,7 +815,10 @@ class Server:
                 len(rejected), s.pid, "; ".join(rejected[:3]),
                 extra={"PEER": s.peer, "SESSION_PID": s.pid})
             s.bad_reports += len(rejected)
-        if reader.eof:
+        if reader.end_code is not None and s.end_code is None:
+            s.end_code = reader.end_code
+            self._served_to_end(s)
+        if reader.eof and s.reports is not None:
             reader.close()
             s.reports = None
         if not modes:
@@ -784,12 +834,38 @@ class Server:
             s.mode = modes[-1]
             self._update_status()
 
+    def _served_to_end(self, s: _Session) -> None:
+        """The child's last word: ServerLoop returned and it exits now. The session is
+        over, so the slot is freed at once instead of after the kernel has torn the
+        process down (several ms with TVM loaded): SIGKILL its group first, so that
+        nothing of it, nor anything it started, runs next to the next session. It is
+        logged and counted when reaped, with the exit code it announced."""
+        if s is not self._session or s.kill_reason is not None:
+            return
+        _killpg(s.pid)
+        self._client_gone(s)
+        if s.reports is not None:
+            s.reports.close()
+            s.reports = None
+        self._finishing[s.pid] = s
+        self._release(s)
+
+    def _release(self, s: _Session) -> None:
+        """Free the session slot: back to idle, the next client may come in."""
+        _close(s.conn)
+        if self._session is s:
+            self._session = None
+            if self._link is not None and not self._stopping:
+                self._link.set_idle(True)   # first: the next client waits for this PUT
+        self._update_status()
+        self._serve_parked()
+
     def _client_gone(self, s: _Session) -> None:
         """The client closed: the session is over, whatever its child still does. Get
-        the next one going while the child exits (a few ms for a process with TVM
-        loaded): back in the tracker's free queue now, and the spare forked and
-        preparing. The next client still waits for this child to be reaped before
-        it is accepted, so two sessions never run at once."""
+        the next one going while the child finishes: back in the tracker's free queue
+        now, and the spare told to prepare. The next client is still only accepted
+        once this child has said its last word or been reaped (and its process group
+        SIGKILLed), so two sessions never run at once."""
         if s.client_gone_at is not None:
             return
         now = s.client_gone_at = self._clock()
@@ -844,6 +920,8 @@ class Server:
                 return
             if self._session is not None and pid == self._session.pid:
                 self._ended(self._session, status)
+            elif pid in self._finishing:
+                self._ended(self._finishing[pid], status)
             elif self._spare is not None and pid == self._spare.pid:
                 self._spare_died(status)
             elif pid in self._retired:
@@ -857,15 +935,17 @@ class Server:
         if s.reports is not None:         # a grandchild still holds the pipe, or a flood
             s.reports.close()
             s.reports = None
-        ending = describe_status(status)
+        ending = self._ending(s, status)
         elapsed = self._clock() - s.started
-        good = status == 0 and s.kill_reason is None
+        good = ending == "exit 0" and s.kill_reason is None
         if s.kill_reason and s.kill_reason.startswith("session timeout"):
             self._tell_timeout(s)
-        _close(s.conn)
-        self._session = None
-        if self._link is not None and not self._stopping:
-            self._link.set_idle(True)   # first: the next client waits for this PUT
+        self._finishing.pop(s.pid, None)
+        if self._session is s:
+            _close(s.conn)
+            self._session = None
+            if self._link is not None and not self._stopping:
+                self._link.set_idle(True)   # first: the next client waits for this PUT
         leftover = remove_tree(s.work_dir)
         if good:
             self.ok += 1
@@ -884,6 +964,15 @@ class Server:
             "; work dir left behind: %s" % leftover if leftover else "", extra=extra)
         self._update_status()
         self._serve_parked()
+
+    @staticmethod
+    def _ending(s: _Session, status: int) -> str:
+        """How the child ended. One that announced its exit code and was SIGKILLed by
+        us on the way out (_served_to_end) ended with that code."""
+        if (s.end_code is not None and s.kill_reason is None and os.WIFSIGNALED(status)
+                and os.WTERMSIG(status) == signal.SIGKILL):
+            return "exit %d" % s.end_code
+        return describe_status(status)
 
     def _tell_timeout(self, s: _Session) -> None:
         """What the stock server tells a client whose session timed out, as an RPC error."""

@@ -169,47 +169,33 @@ class PreparedSession:
     """A session process set up before its client arrived; `serve` runs it."""
 
     def __init__(self, ctx: SessionContext):
+        global _SESSION
         self.ctx = ctx
         self.work: Optional[WorkDir] = None
         self.modes = ThreadModes(ctx)
         self.modes.start()
         self.libraries = _load_libraries(ctx)
-        self._register()
+        self._topology_json: Optional[str] = None
+        register_functions()
+        _SESSION = self
 
-    def _work(self) -> WorkDir:
+    def work_dir(self) -> WorkDir:
         if self.work is None:   # no client can call before serve(); a bug if one does
             raise RuntimeError("the session has no work directory yet")
         return self.work
 
-    def _register(self) -> None:
-        """The stock session functions (work-dir confined) and edge.*; the work
-        dir is looked up at call time, since it is only known in serve()."""
-        import tvm_ffi
-        from tvm.rpc import _ffi_api  # noqa: F401  (import cost paid before the client)
+    def load_module(self, file_name):
         from tvm.runtime.module import load_module as tvm_load_module
+        path = self.work_dir().path(file_name)
+        module = tvm_load_module(path)
+        logger.info("session %s: load_module %s", self.ctx.peer, path,
+                    extra={"PEER": self.ctx.peer})
+        return module
 
-        def reg(name, func):
-            tvm_ffi.register_global_func(name, func, override=True)
-
-        def load_module(file_name):
-            path = self._work().path(file_name)
-            module = tvm_load_module(path)
-            logger.info("session %s: load_module %s", self.ctx.peer, path,
-                        extra={"PEER": self.ctx.peer})
-            return module
-
-        reg("tvm.rpc.server.workpath", lambda name: self._work().path(name))
-        reg("tvm.rpc.server.upload", lambda name, data: self._work().upload(name, data))
-        reg("tvm.rpc.server.download", lambda name: bytearray(self._work().download(name)))
-        reg("tvm.rpc.server.remove", lambda name: self._work().remove(name))
-        reg("tvm.rpc.server.listdir", lambda name: self._work().listdir(name))
-        reg("tvm.rpc.server.load_module", load_module)
-        reg("tvm.rpc.server.download_linked_module",
-            lambda file_name: bytearray(_link_module(self._work().path(file_name))))
-        reg("edge.set_thread_mode", self.modes.set_mode)
-        reg("edge.thread_state", self.modes.state)
-        topology_json = json.dumps(self.ctx.topology)
-        reg("edge.topology", lambda: topology_json)
+    def topology_json(self) -> str:
+        if self._topology_json is None:
+            self._topology_json = json.dumps(self.ctx.topology)
+        return self._topology_json
 
     def serve(self, conn, ctx: SessionContext) -> int:
         """Serve one RPC session on a connected, handshaken socket; returns the
@@ -233,6 +219,55 @@ class PreparedSession:
             except OSError:
                 pass
         return 0
+
+
+# The session of this process; the registered functions act on it.
+_SESSION: Optional[PreparedSession] = None
+_REGISTERED = False
+
+
+def _session() -> PreparedSession:
+    if _SESSION is None:
+        raise RuntimeError("no session is set up in this process")
+    return _SESSION
+
+
+def register_functions() -> None:
+    """Register the stock session functions (work-dir confined) and edge.* in
+    TVM's global registry. They act on the session of the process they run
+    in, so the daemon calls this once before it forks (see preload) and no
+    session process pays for it again; idempotent."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    import tvm_ffi
+    from tvm.rpc import _ffi_api  # noqa: F401  (its import cost paid here, once)
+
+    def reg(name, func):
+        tvm_ffi.register_global_func(name, func, override=True)
+
+    reg("tvm.rpc.server.workpath", lambda name: _session().work_dir().path(name))
+    reg("tvm.rpc.server.upload", lambda name, data: _session().work_dir().upload(name, data))
+    reg("tvm.rpc.server.download",
+        lambda name: bytearray(_session().work_dir().download(name)))
+    reg("tvm.rpc.server.remove", lambda name: _session().work_dir().remove(name))
+    reg("tvm.rpc.server.listdir", lambda name: _session().work_dir().listdir(name))
+    reg("tvm.rpc.server.load_module", lambda name: _session().load_module(name))
+    reg("tvm.rpc.server.download_linked_module",
+        lambda name: bytearray(_link_module(_session().work_dir().path(name))))
+    reg("edge.set_thread_mode", lambda mode: _session().modes.set_mode(mode))
+    reg("edge.thread_state", lambda: _session().modes.state())
+    reg("edge.topology", lambda: _session().topology_json())
+    _REGISTERED = True
+
+
+def preload() -> None:
+    """What the daemon does once, before it forks session processes, so each of
+    them starts with it done: register the session functions, and make the
+    argument conversions TVM's pool calls need (see pinning.warm_up)."""
+    from edge_server.pinning import warm_up
+    register_functions()
+    warm_up()
 
 
 def _check_same_setup(prepared: SessionContext, ctx: SessionContext) -> None:

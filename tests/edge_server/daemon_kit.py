@@ -166,6 +166,13 @@ def children(pid: int) -> list:
         return []
 
 
+def only_child(pid: int):
+    """[child] when the daemon has exactly one live child (its spare while idle), else
+    None: right after a session its old process may still be on its way out."""
+    live = [c for c in children(pid) if not gone(c)]
+    return live if len(live) == 1 else None
+
+
 def zombies(pid: int) -> list:
     return [c for c in children(pid) if proc_state(c) == "Z"]
 
@@ -193,6 +200,14 @@ def started_markers(work_root) -> list:
 
 def log_lines(proc, needle: str) -> list:
     return [line for line in proc.log().splitlines() if needle in line]
+
+
+def session_pid(proc) -> int:
+    """The daemon's latest session child, from its log: the next session's spare
+    process may be forked next to it, so children() alone does not tell."""
+    lines = log_lines(proc, ": started (pid ")
+    assert lines, "no session started:\n" + proc.log()
+    return int(lines[-1].split(": started (pid ")[1].split()[0])
 
 
 # ---- the client program ------------------------------------------------------------------

@@ -97,7 +97,7 @@ def test_killed_client_frees_the_core_before_the_call_returns(tmp_path, board, s
     client = procs.Proc(kit.client_argv("hold", shared_tracker.port, board.key, libs["sleep"]),
                         tmp_path / "client.log", env=kit.client_env())
     kit.wait_for(lambda: kit.started_markers(board.work_root), 60, "call started", proc=client)
-    [child] = kit.children(board.pid)
+    child = kit.session_pid(board)
     client.signal(signal.SIGKILL)
     client.wait(10)
     # the call sleeps 120 s; the child must be gone long before it would return
@@ -252,12 +252,12 @@ def test_spare_session_process_killed_while_idle_is_replaced(board, shared_track
     """The daemon forks the next session's process while idle; its death is one more ending
     to survive."""
     normal_session(board, shared_tracker, libs)
-    [spare] = kit.wait_for(lambda: kit.children(board.pid), 30, "spare forked", proc=board)
+    [spare] = kit.wait_for(lambda: kit.only_child(board.pid), 30, "spare forked", proc=board)
     os.kill(spare, signal.SIGKILL)
     kit.wait_for(lambda: kit.log_lines(board, "spare session process %d died before serving "
                                               "(killed by SIGKILL)" % spare), 30,
                  "spare death logged", proc=board)
-    [again] = kit.wait_for(lambda: kit.children(board.pid), 30, "new spare", proc=board)
+    [again] = kit.wait_for(lambda: kit.only_child(board.pid), 30, "new spare", proc=board)
     assert again != spare
     state = normal_session(board, shared_tracker, libs)
     assert state["pid"] == again                 # the new spare served the session

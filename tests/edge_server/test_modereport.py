@@ -6,7 +6,7 @@ import os
 import pytest
 
 from edge_server.modereport import (MAX_LINE, MAX_READ_PER_TURN, ModeReporter,
-                                    ModeReportReader, parse_line)
+                                    ModeReportReader, parse_end, parse_line)
 
 
 @pytest.fixture
@@ -124,3 +124,21 @@ def test_an_overlong_line_arriving_whole_is_described_as_too_long(pipe):
     os.write(w, b"mode " + b"a" * MAX_LINE + b"\nmode all\n")
     assert reader.read() == ["all"]
     assert reader.take_rejected() == ["a line longer than %d bytes" % MAX_LINE]
+
+
+def test_the_last_word_carries_the_exit_code(pipe):
+    reader, w = pipe
+    report = ModeReporter(w)
+    report("all")
+    report.ended(0)
+    assert reader.read() == ["all"] and reader.end_code == 0
+    report.ended(70)
+    reader.read()
+    assert reader.end_code == 70
+
+
+@pytest.mark.parametrize("line, code", [(b"end 0", 0), (b"end 255", 255), (b"end 256", None),
+                                        (b"end -1", None), (b"end", None), (b"end 1 2", None),
+                                        (b"end \xd9\xa1", None), (b"END 0", None)])
+def test_end_lines(line, code):
+    assert parse_end(line) == code

@@ -149,7 +149,7 @@ def test_stale_session_dirs_of_a_killed_daemon_are_removed_on_start(tmp_path, sh
                                                                        sleep_lib, kernel):
     server = start(tmp_path, shared_tracker.port, "stale")
     client = hold(tmp_path, shared_tracker.port, "stale", sleep_lib)
-    [child] = kit.children(server.pid)
+    child = kit.session_pid(server)
     stale = kit.session_dirs(tmp_path / "work")
     assert len(stale) == 1
     server.signal(signal.SIGKILL)
@@ -195,7 +195,7 @@ def test_sigterm_lets_a_running_session_finish_within_grace(tmp_path, shared_tra
 def test_sigterm_ends_a_session_that_outlives_the_grace(tmp_path, shared_tracker, sleep_lib):
     server = start(tmp_path, shared_tracker.port, "term-kill", "--grace", "1")
     client = hold(tmp_path, shared_tracker.port, "term-kill", sleep_lib)
-    [child] = kit.children(server.pid)
+    child = kit.session_pid(server)
     server.signal(signal.SIGTERM)
     assert server.wait(60) == 0
     assert kit.gone(child)
@@ -217,14 +217,14 @@ def test_sighup_reprobes_the_topology_and_tells_the_tracker(tmp_path, shared_tra
 
     try:
         assert all(c["online"] for c in edge()["cpus"])
-        [old_spare] = kit.wait_for(lambda: kit.children(server.pid), 30, "spare", proc=server)
+        [old_spare] = kit.wait_for(lambda: kit.only_child(server.pid), 30, "spare", proc=server)
         (board / "sys/devices/system/cpu/online").write_text("0-3\n")   # the big cores go away
         server.signal(signal.SIGHUP)
         kit.wait_for(lambda: [c["id"] for c in edge()["cpus"] if not c["online"]] == [4, 5],
                      30, "tracker shows cpus 4,5 offline", proc=server)
         assert kit.log_lines(server, "SIGHUP: re-probed the topology")
         # the spare set up for the old topology is replaced
-        kit.wait_for(lambda: kit.gone(old_spare) and kit.children(server.pid), 30,
+        kit.wait_for(lambda: kit.gone(old_spare) and kit.only_child(server.pid), 30,
                      "new spare", proc=server)
         procs.wait_free(shared_tracker.port, "hup-board", proc=server)
         (board / "sys/devices/system/cpu/online").write_text("4\n")      # little mode impossible
@@ -401,7 +401,7 @@ def test_status_and_end_line_name_the_modes_the_session_used(tmp_path, notify, h
     from tvm.error import RPCError
     server = start(tmp_path, None, "modes-key", env={"NOTIFY_SOCKET": notify.path})
     try:
-        [spare] = kit.wait_for(lambda: kit.children(server.pid), 30, "spare", proc=server)
+        [spare] = kit.wait_for(lambda: kit.only_child(server.pid), 30, "spare", proc=server)
         if how == "forked":
             os.kill(spare, signal.SIGKILL)        # the next one comes only after a 1 s back-off
             kit.wait_for(lambda: kit.log_lines(server, "spare session process %d died" % spare),
@@ -491,5 +491,38 @@ def test_garbage_on_the_mode_pipe_and_a_child_dying_mid_line(tmp_path, notify, k
         kit.wait_for(lambda: len(ended_lines(server)) == 2, 10, "second end", proc=server)
         assert "exit 0" in ended_lines(server)[1] and "in mode all [" in ended_lines(server)[1]
         assert serving_modes(notify)[-1] == "all"
+    finally:
+        assert server.stop() == 0
+
+
+def test_next_spare_is_forked_during_a_session_but_prepares_only_after_it(tmp_path, kernel):
+    """The next session's process exists while a client is in a session (fork is off the
+    turnover's critical path), but builds TVM's pool and pins only once the session is
+    over: nothing of it runs on the cores while the client measures."""
+    from tvm import rpc
+    server = start(tmp_path, None, "two-step")
+    try:
+        [first] = kit.wait_for(lambda: kit.only_child(server.pid), 30, "spare", proc=server)
+        kit.wait_for(lambda: len(os.listdir("/proc/%d/task" % first)) >= 2, 30,
+                     "idle spare prepared (its pool thread)", proc=server)
+        remote = rpc.connect(procs.HOST, server.port, "two-step")
+        assert kit.exercise(remote, kernel)["pid"] == first
+        spares = kit.wait_for(lambda: [c for c in kit.children(server.pid) if c != first], 30,
+                              "next spare forked during the session", proc=server)
+        [nxt] = spares
+        time.sleep(0.5)
+        assert os.listdir("/proc/%d/task" % nxt) == [str(nxt)]   # forked, not prepared
+        assert sorted(os.sched_getaffinity(nxt)) == sorted(os.sched_getaffinity(server.pid))
+        del remote
+        import gc
+        gc.collect()
+        kit.wait_for(lambda: len(os.listdir("/proc/%d/task" % nxt)) >= 2, 30,
+                     "spare prepared once the session is over", proc=server)
+        kit.wait_for(lambda: kit.only_child(server.pid) == [nxt], 30, "old session reaped",
+                     proc=server)
+        remote = rpc.connect(procs.HOST, server.port, "two-step")
+        assert kit.exercise(remote, kernel)["pid"] == nxt
+        del remote
+        gc.collect()
     finally:
         assert server.stop() == 0
