@@ -258,6 +258,8 @@ def register_functions() -> None:
     reg("edge.set_thread_mode", lambda mode: _session().modes.set_mode(mode))
     reg("edge.thread_state", lambda: _session().modes.state())
     reg("edge.topology", lambda: _session().topology_json())
+    from edge_server import measure
+    measure.register()  # stock RPCRunner's default argument filler
     _REGISTERED = True
 
 

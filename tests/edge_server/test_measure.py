@@ -52,3 +52,20 @@ def test_runtime_only_tvm_lacks_the_filler_and_we_provide_it():
 def test_unknown_dtype_is_a_clear_error():
     res = run_check()
     assert "cannot fill a tensor of dtype float8_e4m3fn" in res["complex"]
+
+
+def test_a_stock_client_fills_arguments_through_edge_server(tmp_path, tracker):
+    """What stock MetaSchedule's default filler does, over a real session."""
+    import procs
+    from tvm import rpc
+    server = procs.start_edge_server(tmp_path, tracker.port, key="fill-test")
+    try:
+        remote = rpc.connect_tracker(procs.HOST, tracker.port).request("fill-test")
+        dev = remote.cpu()
+        import tvm
+        t = tvm.runtime.tensor(np.zeros((32, 32), dtype="float32"), dev)
+        remote.get_function("tvm.contrib.random.random_fill_for_measure")(t)
+        assert (t.numpy() != 0).sum() > 32 * 32 // 2
+        del t, dev, remote
+    finally:
+        server.stop()
