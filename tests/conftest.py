@@ -15,3 +15,12 @@ def tracker(tmp_path):
     proc = procs.start_tracker(tmp_path)
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_tracker(tmp_path_factory):
+    """One stock tracker per test module, for tests that do not restart it;
+    each test uses its own key (a tracker takes seconds to start)."""
+    proc = procs.start_tracker(tmp_path_factory.mktemp("tracker"))
+    yield proc
+    proc.stop()

@@ -32,13 +32,6 @@ HOSTILE = {
 
 
 @pytest.fixture(scope="module")
-def shared_tracker(tmp_path_factory):
-    proc = procs.start_tracker(tmp_path_factory.mktemp("tracker"))
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
 def libs(tmp_path_factory):
     directory = tmp_path_factory.mktemp("libs")
     built = {kind: kit.build_misbehaving_lib(directory, kind) for kind in

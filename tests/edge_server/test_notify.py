@@ -106,13 +106,6 @@ def notify():
 
 
 @pytest.fixture(scope="module")
-def shared_tracker(tmp_path_factory):
-    proc = procs.start_tracker(tmp_path_factory.mktemp("tracker"))
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
 def kernel(tmp_path_factory):
     return kit.build_kernel(tmp_path_factory.mktemp("kernel"))
 

@@ -17,14 +17,6 @@ from edge_server.topology import probe
 
 
 @pytest.fixture(scope="module")
-def shared_tracker(tmp_path_factory):
-    """One stock tracker per module; each test uses its own key (a tracker takes seconds to start)."""
-    proc = procs.start_tracker(tmp_path_factory.mktemp("tracker"))
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
 def kernel(tmp_path_factory):
     return kit.build_kernel(tmp_path_factory.mktemp("kernel"))
 

@@ -14,14 +14,6 @@ import procs
 from edge_server import tracker as tracker_mod
 from edge_server.tracker import Backoff, FrameDecoder, TrackerLink, encode_message
 
-@pytest.fixture(scope="module")
-def shared_tracker(tmp_path_factory):
-    """One stock tracker for the tests that do not restart it (starting one takes seconds)."""
-    proc = procs.start_tracker(tmp_path_factory.mktemp("tracker"))
-    yield proc
-    proc.stop()
-
-
 EDGE = {"schema": 1, "arch": "x86_64", "classes": [{"name": "big", "cpus": [0, 1]}]}
 
 
