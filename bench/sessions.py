@@ -295,7 +295,11 @@ def render(data) -> str:
         bl.machine_markdown(data["machine"]), "",
         "%d rounds x %d back-to-back complete sessions per combination, combinations "
         "alternated each round; thread mode `%s`. A complete session: tracker request, "
-        "set thread mode, upload a 18 KB .so, load_module, call and check, close."
+        "set thread mode, upload a 18 KB .so, load_module, call and check, close. "
+        "On an edge-server the thread mode is `edge.set_thread_mode` (host_client sets it "
+        "inside `connect()`); on a stock server, which has none, it is "
+        "`runtime.config_threadpool(1, 0)`, and host_client opens the session with "
+        "`request_session()` (its tracker path without a thread mode)."
         % (data["rounds"], data["sessions_per_round"], data["mode"]), "",
         bl.table(["combination", "sessions/s (median, spread)", "ms per session",
                   "ratio vs stock+stock (per round)"], rows), "",
