@@ -86,6 +86,11 @@ def summary_section(data) -> str:
         rows.append(_row("`edge.set_thread_mode` round trip, median (p90)", "< 2 ms",
                          "%s (%s)" % (bl.fmt(t["median_ms"], " ms"), bl.fmt(p90, " ms")),
                          t["met"]))
+        first = st["rows"].get("edge.set_thread_mode, first call in a fresh session") or {}
+        if first.get("available"):
+            rows.append([" first `edge.set_thread_mode` in a fresh session (once per "
+                         "MetaSchedule trial), median", "report",
+                         bl.fmt(first["ms"]["median"], " ms"), "–"])
     d = data.get("daemon")
     if d:
         t = d["target"]

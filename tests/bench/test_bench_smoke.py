@@ -76,6 +76,8 @@ def test_set_thread_mode_timed_every_call(quick_run):
     row = d["rows"]["edge.set_thread_mode"]
     assert row["available"], row.get("why_not")
     assert row["ms"]["n"] == d["calls"]
+    first = d["rows"]["edge.set_thread_mode, first call in a fresh session"]
+    assert first["available"] and first["ms"]["n"] == d["fresh"]
     assert "all" in d["modes"] and len(d["modes"]) >= 2
     assert d["last_state"]["nthreads"] >= 1
     assert d["target"]["met"] in (True, False)
