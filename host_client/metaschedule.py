@@ -67,9 +67,9 @@ class EdgeSessionFactory:
 
 
 def alloc_argument(session, device, args_info, alloc_repeat):
-    """f_alloc_argument: the board's random filler when it has one, else fill on
-    the host and copy in (edge-server loads only libtvm_runtime.so, which lacks
-    tvm.contrib.random)."""
+    """f_alloc_argument: the board's random filler when it has one (edge-server
+    registers one: its runtime-only TVM lacks tvm.contrib.random), else fill on
+    the host and copy in (older boards, runtime-only stock servers)."""
     from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common
 
     try:
@@ -83,8 +83,9 @@ def cleanup(session, remote_path) -> None:
     """f_cleanup: remove what this trial uploaded, if it is still there.
 
     MetaSchedule's default also calls remove("") (the whole temp dir on a
-    stock server) and fails when "<artifact>.so" was never made; edge-server
-    refuses both, and removes the session's work dir itself when it ends."""
+    stock server); edge-server removes the session's work dir itself when the
+    session ends, so only this trial's files are removed here, and a name that
+    is not there is not an error."""
     if session is None or remote_path is None:
         return
     for name in (remote_path, remote_path + ".so"):
