@@ -20,10 +20,10 @@ probe: setup
 	$(VENV)/bin/edge-server probe
 
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 faults: setup
-	mkdir -p bench/out && EDGE_FAULT_SESSIONS=200 EDGE_FAULT_REPORT=bench/out/faults.json $(PY) -m pytest -q tests/edge_server/test_faults.py -k mixed
+	mkdir -p bench/out && EDGE_FAULT_SESSIONS=200 EDGE_FAULT_REPORT=bench/out/faults.json $(PY) -m pytest -q tests/edge_server/daemon/test_faults.py -k mixed
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

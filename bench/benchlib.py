@@ -24,10 +24,7 @@ REPO = BENCH.parent
 OUT_DIR = BENCH / "out"
 RESULTS = BENCH / "RESULTS.md"
 
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
-
-import procs  # noqa: E402  (tests/procs.py: the real processes on 127.0.0.1)
+from tests.support import procs  # the real processes on 127.0.0.1
 
 NOT_AVAILABLE = "not available"
 
@@ -296,9 +293,9 @@ def workdir(prefix):
 def edge_available() -> tuple:
     """(True, "") when `edge-server` can serve sessions here, else (False, why)."""
     try:
-        import edge_server.serve_cli  # noqa: F401
+        import edge_server.cli.serve  # noqa: F401
     except Exception as err:  # noqa: BLE001 - report why ours is missing
-        return False, "edge_server.serve_cli not importable: %s" % err
+        return False, "edge_server.cli.serve not importable: %s" % err
     return True, ""
 
 
@@ -396,9 +393,9 @@ class TrackerPoller:
 
 
 def format_cpulist(cpus) -> str:
-    """[0, 1, 2, 5] -> "0-2,5" (edge_server.cpulist when importable)."""
+    """[0, 1, 2, 5] -> "0-2,5" (edge_common.cpulist when importable)."""
     try:
-        from edge_server.cpulist import format_cpulist as fmt_list
+        from edge_common.cpulist import format_cpulist as fmt_list
         return fmt_list(cpus)
     except Exception:  # noqa: BLE001 - plain fallback
         return ",".join(str(c) for c in cpus)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-import benchlib as bl
+from bench import benchlib as bl
 
 NAME = "daemon"
 SIDES = ["stock", "edge"]

@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-import benchlib as bl
+from bench import benchlib as bl
 
 NAME = "measurement"
 EDGE_KEY = "bench-meas-edge"

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import benchlib as bl
+from bench import benchlib as bl
 import mshooks
 
 NAME = "metaschedule"
@@ -123,11 +123,11 @@ def tune_in_child(side, tracker_port, trials, per_iter, tmp) -> dict:
     user's tuning script does, and one side's imports never warm the other's."""
     import subprocess
     out = Path(tempfile.mkstemp(prefix="result-%s-" % side, suffix=".json", dir=tmp)[1])
-    argv = [sys.executable, str(Path(__file__).resolve()), "--child", side,
+    argv = [sys.executable, "-m", "bench.metaschedule", "--child", side,
             "--tracker-port", str(tracker_port), "--trials", str(trials),
             "--per-iter", str(per_iter), "--child-dir", str(tmp), "--child-out", str(out)]
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+                          stderr=subprocess.STDOUT, text=True, cwd=str(bl.REPO))
     if proc.returncode != 0 or not out.read_text().strip():
         tail = " | ".join(proc.stdout.strip().splitlines()[-5:])
         raise RuntimeError("tuning child for %s exited %s: %s" % (side, proc.returncode,

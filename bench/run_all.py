@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-import benchlib as bl
+from bench import benchlib as bl
 
 # Order: the daemon start-up times first, while nothing else of ours is warm;
 # MetaSchedule, the longest, last.
@@ -24,7 +24,7 @@ EXTRA_ARGS = {"sessions": ["--profile"]}
 
 
 def run_script(name, args) -> dict:
-    argv = [sys.executable, str(bl.BENCH / ("%s.py" % name)), "--no-results",
+    argv = [sys.executable, "-m", "bench.%s" % name, "--no-results",
             "--out-dir", args.out_dir] + EXTRA_ARGS.get(name, [])
     if args.quick:
         argv.append("--quick")

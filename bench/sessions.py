@@ -22,7 +22,7 @@ import socket
 import struct
 import sys
 
-import benchlib as bl
+from bench import benchlib as bl
 
 NAME = "sessions"
 HOST = bl.procs.HOST

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-import benchlib as bl
+from bench import benchlib as bl
 
 NAME = "set_thread_mode"
 EDGE_KEY = "bench-stm-edge"

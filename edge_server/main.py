@@ -14,9 +14,9 @@ os.environ.setdefault("TVM_USE_RUNTIME_LIB", "1")
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "probe":
-        from edge_server.probe_cli import main as probe_main
+        from edge_server.cli.probe import main as probe_main
         return probe_main(argv[1:])
-    from edge_server.serve_cli import main as serve_main
+    from edge_server.cli.serve import main as serve_main
     return serve_main(argv)
 
 

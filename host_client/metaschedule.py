@@ -149,7 +149,7 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
 
 def check_board(tracker: str, key: str, thread_mode: str) -> dict:
     """The topology of an edge-server board of `key` that accepts `thread_mode`."""
-    from edge_server.modes import ModeError, resolve
+    from edge_common.modes import ModeError, resolve
 
     from host_client.boards import list_boards
 

@@ -47,7 +47,7 @@ def mode_from(board_or_topology, thread_mode: Optional[str]) -> str:
 
 def target_dict_for(board_or_topology, thread_mode: Optional[str] = None) -> dict:
     """The target as a JSON-able dict (what `target_for` passes to TVM)."""
-    from edge_server.modes import resolve
+    from edge_common.modes import resolve
 
     topology = topology_from(board_or_topology)
     thread_mode = mode_from(board_or_topology, thread_mode)
@@ -68,7 +68,7 @@ def target_for(board_or_topology, thread_mode: Optional[str] = None):
     """tvm.target.Target for tuning/compiling for that board in that mode.
 
     thread_mode defaults to the mode of the runner or session passed in,
-    else "all". Raises edge_server.modes.ModeError (a ValueError) when the
+    else "all". Raises edge_common.modes.ModeError (a ValueError) when the
     board has no such mode."""
     import tvm
 

@@ -21,7 +21,7 @@ def quick_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     out_dir, results = tmp / "out", tmp / "RESULTS.md"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "run_all.py"), "--quick",
+        [sys.executable, "-m", "bench.run_all", "--quick",
          "--out-dir", str(out_dir), "--results", str(results)],
         cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         timeout=1800)

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from deploy_kit import DEPLOY, PREFIX, add_os_files, run_install, stage
+from tests.support.deploy_kit import DEPLOY, PREFIX, add_os_files, run_install, stage
 
 
 @pytest.fixture(scope="session")

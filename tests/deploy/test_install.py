@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_kit import DEPLOY, INSTALL_SH, REPO, run_install, stage
+from tests.support.deploy_kit import DEPLOY, INSTALL_SH, REPO, run_install, stage
 
 NOBODY = 65534
 
@@ -309,7 +309,7 @@ def test_full_install_with_dependencies(full_install):
     python = root / "opt/edge-server/bin/python"
     check = subprocess.run(
         [str(python), "-c", "import tvm, systemd.daemon, systemd.journal, psutil, cpuinfo, "
-         "cloudpickle, edge_server.server; print(tvm.__version__)"],
+         "cloudpickle, edge_server.daemon.server; print(tvm.__version__)"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120, cwd="/")
     assert check.returncode == 0, check.stderr
     assert check.stdout.strip().startswith("0.27")

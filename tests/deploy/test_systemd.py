@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-import procs  # noqa: E402
+from tests.support import procs
 
 KEY = "ct-board"
 TRACKER_PORT = 9190

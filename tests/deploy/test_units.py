@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_kit import DEPLOY, PREFIX
+from tests.support.deploy_kit import DEPLOY, PREFIX
 
 SCORE_BOUND = 2.0
 UNITS = ("edge-server.service", "tvm-tracker.service")
@@ -155,7 +155,7 @@ def test_edge_server_is_a_notify_service_with_watchdog(staged_root):
 def test_stop_gives_the_daemon_its_grace_period(staged_root):
     """SIGTERM to the daemon only (it ends its sessions itself), SIGKILL to
     everything left only after TimeoutStopSec, which outlasts --grace."""
-    from edge_server.config import parse_args
+    from edge_server.daemon.config import parse_args
     s = unit_settings(staged_root / "etc/systemd/system/edge-server.service")
     assert s["KillMode"] == ["mixed"]
     assert s.get("OOMPolicy") == ["continue"]  # an OOM-killed session must not stop the service
@@ -177,7 +177,7 @@ def test_exec_start_uses_the_settings_file(staged_root):
 
 def test_settings_file_flags_are_accepted_by_the_daemon(staged_root):
     """The shipped EXTRA_ARGS and the documented flags all parse."""
-    from edge_server.config import parse_args
+    from edge_server.daemon.config import parse_args
     env = (DEPLOY / "edge-server.env").read_text()
     extra = re.search(r'^EXTRA_ARGS="?([^"\n]*)"?$', env, re.M).group(1).split()
     tracker = re.search(r"^TRACKER=(\S+)$", env, re.M).group(1)
@@ -205,7 +205,7 @@ def test_session_work_dirs_have_a_runtime_directory(staged_root):
     assert s["RuntimeDirectory"] == ["edge-server"]
     assert s["RuntimeDirectoryMode"] == ["0700"]
     # the daemon takes its work root from $RUNTIME_DIRECTORY
-    from edge_server.workroot import default_work_root
+    from edge_server.daemon.workroot import default_work_root
     assert default_work_root({"RUNTIME_DIRECTORY": "/run/edge-server"}) == "/run/edge-server"
 
 

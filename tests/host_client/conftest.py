@@ -1,12 +1,9 @@
 """The `stack` fixture: real tracker and servers shared by all host_client tests."""
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import client_kit  # noqa: E402
+from tests.support import client_kit
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """list_boards on a real tracker with edge-server and stock servers."""
 import json
 
-import client_kit
+from tests.support import client_kit
 import host_client
 from host_client.boards import describe_classes
 

@@ -7,7 +7,7 @@ import pytest
 import tvm
 from tvm import rpc
 
-import client_kit
+from tests.support import client_kit
 import host_client
 from host_client.errors import (BoardBusy, KeyUnknown, NotAnEdgeServer, SessionError,
                                 ThreadModeRefused, TrackerError, TrackerUnreachable)

@@ -12,7 +12,7 @@ from tvm import te
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.runner import RunnerInput
 
-import client_kit
+from tests.support import client_kit
 import host_client
 from host_client.errors import KeyUnknown, NotAnEdgeServer, ThreadModeRefused
 from host_client.metaschedule import EdgeSessionFactory, alloc_argument, host_random_fill

@@ -4,8 +4,8 @@ import json
 import pytest
 import tvm
 
-import client_kit
-from edge_server.modes import ModeError
+from tests.support import client_kit
+from edge_common.modes import ModeError
 from host_client.boards import Board
 from host_client.target import target_dict_for, target_for
 

@@ -61,7 +61,7 @@ def test_registered_keys_reads_server_entries_only():
 
 
 def test_a_request_for_a_free_board_is_answered_with_its_address(tracker, tmp_path):
-    import procs
+    from tests.support import procs
 
     server = procs.start_edge_server(tmp_path, tracker.port, key="link-test")
     try:

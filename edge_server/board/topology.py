@@ -1,0 +1,577 @@
+"""The board's CPU topology: what each core is, how cores group, what TVM should target.
+
+TVM's own detection reads only cpuinfo_max_freq and splits cores into two
+groups, which is wrong on tri-cluster phones, binned RK3588s, boards with
+offline cores and x86 with SMT. This probe collects kernel facts per CPU
+(sysfs topology, cpufreq, capacity, MIDR from /proc/cpuinfo) and derives:
+
+- physical clusters (cache/frequency domains) from the kernel's own lists,
+  split where they would mix two kinds of core;
+- core classes (kinds of core: uarch, capacity, max frequency, Intel hybrid
+  type) ranked fastest first, which is what thread modes name;
+- the ISA features and a TVM target dict.
+
+Every file comes through edge_server.board.sysfs under an injectable root, so the
+same code runs on a fixture tree. A fact the kernel does not give stays None
+(it is never guessed from another board); anything unreadable is a warning.
+"""
+import os
+import platform
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from edge_server.board import isa as isa_mod
+from edge_server.board import uarch as uarch_mod
+from edge_common.cpulist import format_cpulist
+from edge_server.board.procinfo import ProcInfo, ProcessorRecord, format_midr
+from edge_server.board.procinfo import parse as parse_cpuinfo
+from edge_server.board.sysfs import Reader
+
+SCHEMA = 1
+CPU_DIR = "sys/devices/system/cpu"
+CLASS_NAMES = {1: ["big"], 2: ["big", "little"], 3: ["prime", "big", "little"],
+               4: ["prime", "big", "mid", "little"]}
+MTRIPLES = {"aarch64": "aarch64-linux-gnu", "armv7l": "armv7l-linux-gnueabihf",
+            "x86_64": "x86_64-linux-gnu"}
+# Intel hybrid PMU devices: which CPUs are P-cores ("core") and E-cores ("atom").
+HYBRID_TYPES = (("core", "sys/devices/cpu_core/cpus"), ("atom", "sys/devices/cpu_atom/cpus"))
+_HYBRID_ORDER = {"core": 0, "atom": 1}
+# DMI strings firmware vendors leave in place of a real name.
+_DMI_PLACEHOLDERS = {"", "to be filled by o.e.m.", "system product name", "default string",
+                     "system manufacturer", "not applicable", "none"}
+
+
+class ProbeError(RuntimeError):
+    """No CPU could be found at all: nothing else makes the probe give up."""
+
+
+# A core "kind": (uarch or undecoded-MIDR key, hybrid type, max kHz, capacity).
+Kind = Tuple[Optional[str], Optional[str], Optional[int], Optional[int]]
+
+
+@dataclass
+class _Cpu:
+    """Every fact read about one present CPU; None = the kernel did not say."""
+
+    id: int
+    online: Optional[bool] = None
+    allowed: Optional[bool] = None
+    record: Optional[ProcessorRecord] = None
+    midr: Optional[int] = None
+    uarch: Optional[str] = None
+    max_freq: Optional[int] = None
+    capacity: Optional[int] = None
+    core_id: Optional[int] = None
+    package: Optional[int] = None
+    smt: Optional[List[int]] = None
+    cluster_list: Optional[List[int]] = None
+    core_siblings: Optional[List[int]] = None
+    related: Optional[List[int]] = None
+    hybrid: Optional[str] = None
+    cls: Optional[str] = None
+    cluster: Optional[int] = None
+
+    @property
+    def kind(self) -> Kind:
+        key = self.uarch
+        if key is None and self.midr is not None:
+            key = "midr:" + format_midr(self.midr)
+        return (key, self.hybrid, self.max_freq, self.capacity)
+
+
+def probe(root: str = "/") -> dict:
+    """The topology document (schema 1) of the board whose files are under root."""
+    if not os.path.isdir(root):
+        raise ProbeError("root %s is not a directory; give the directory that holds the "
+                         "board's proc/ and sys/ (or / for this machine)" % root)
+    reader = Reader(root)
+    live = os.path.realpath(root) == "/"
+    info = _read_cpuinfo(reader)
+    ids = _present_cpus(reader, info)
+    cpus = [_Cpu(cpu) for cpu in ids]
+    _read_online(reader, cpus, info)
+    _note_isolated(reader, cpus)
+    _read_allowed(cpus, live, reader.warnings)
+    _read_sysfs(reader, cpus)
+    _read_midr(cpus, info, reader.warnings)
+    classes = _assign_classes(cpus, reader.warnings)
+    clusters = _assign_clusters(cpus, reader.warnings)
+    arch = _arch(info, live, reader.warnings)
+    isa = _isa(info, cpus, live, reader.warnings)
+    return {
+        "schema": SCHEMA,
+        "board": _board(reader, info),
+        "arch": arch,
+        "cpus": [_cpu_doc(c) for c in cpus],
+        "clusters": clusters,
+        "classes": classes,
+        "isa": isa,
+        "tvm_target": _tvm_target(arch, isa, classes, cpus, reader.warnings),
+        "warnings": _unique(reader.warnings),
+    }
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_cpuinfo(reader: Reader) -> Optional[ProcInfo]:
+    text = reader.text("proc/cpuinfo", strip=False)
+    if text is None:
+        if not reader.exists("proc/cpuinfo"):
+            reader.warnings.append("/proc/cpuinfo is missing: uarch, MIDR and ISA "
+                                   "features are unknown")
+        return None
+    info = parse_cpuinfo(text)
+    reader.warnings.extend("/proc/cpuinfo: " + w for w in info.warnings)
+    return info
+
+
+def _present_cpus(reader: Reader, info: Optional[ProcInfo]) -> List[int]:
+    """Present CPUs: the kernel's list, else cpuN directories, else cpuinfo."""
+    present = reader.cpulist(CPU_DIR + "/present")
+    if present:
+        return present
+    dirs = sorted(int(name[3:]) for name in reader.listdir(CPU_DIR)
+                  if name.startswith("cpu") and name[3:].isascii() and name[3:].isdigit())
+    if dirs:
+        reader.warnings.append("/%s/present is missing or empty; CPUs taken from the "
+                               "cpuN directories: %s" % (CPU_DIR, format_cpulist(dirs)))
+        return dirs
+    if info is not None and info.processors:
+        found = sorted(info.processors)
+        reader.warnings.append("no CPUs listed under /%s; CPUs taken from /proc/cpuinfo: %s"
+                               % (CPU_DIR, format_cpulist(found)))
+        return found
+    raise ProbeError("no CPU found under %s: /%s/present, the cpuN directories and "
+                     "/proc/cpuinfo name none; point --root at a directory holding the "
+                     "board's proc/ and sys/" % (reader.root, CPU_DIR))
+
+
+def _read_online(reader: Reader, cpus: List[_Cpu], info: Optional[ProcInfo]) -> None:
+    """online from the kernel's list; else per-CPU online files; else cpuinfo listing."""
+    online = reader.cpulist(CPU_DIR + "/online")
+    ids = {c.id for c in cpus}
+    if online is not None:
+        stray = sorted(set(online) - ids)
+        if stray:
+            reader.warnings.append("/%s/online lists CPUs %s that are not present; ignored"
+                                   % (CPU_DIR, format_cpulist(stray)))
+        for cpu in cpus:
+            cpu.online = cpu.id in online
+        return
+    listed = set(info.processors) if info is not None else set()
+    for cpu in cpus:
+        flag = reader.integer("%s/cpu%d/online" % (CPU_DIR, cpu.id))
+        if flag in (0, 1):
+            cpu.online = flag == 1
+        elif cpu.id in listed:
+            cpu.online = True  # /proc/cpuinfo lists only online processors
+    unknown = [c.id for c in cpus if c.online is None]
+    if unknown:
+        reader.warnings.append("cannot tell whether CPUs %s are online (no /%s/online)"
+                               % (format_cpulist(unknown), CPU_DIR))
+
+
+def _note_isolated(reader: Reader, cpus: List[_Cpu]) -> None:
+    """isolcpus= CPUs stay in their classes; say so, since the scheduler leaves them idle."""
+    isolated = [c for c in reader.cpulist(CPU_DIR + "/isolated") or []
+                if c in {cpu.id for cpu in cpus}]
+    if isolated:
+        reader.warnings.append("CPUs %s are isolated (isolcpus=): the scheduler does not "
+                               "balance onto them; a thread mode can still pin to them when "
+                               "they are allowed" % format_cpulist(isolated))
+
+
+def _read_allowed(cpus: List[_Cpu], live: bool, warnings: List[str]) -> None:
+    """The affinity of this process on the live board; a dump's allowed set is its online set."""
+    if not live:
+        for cpu in cpus:
+            cpu.allowed = cpu.online
+        return
+    try:
+        affinity = os.sched_getaffinity(0)
+    except (AttributeError, OSError) as exc:
+        warnings.append("cannot read this process's CPU affinity: %s" % exc)
+        return
+    for cpu in cpus:
+        cpu.allowed = cpu.id in affinity
+
+
+def _read_sysfs(reader: Reader, cpus: List[_Cpu]) -> None:
+    ids = {c.id for c in cpus}
+    policies = None
+    for cpu in cpus:
+        base = "%s/cpu%d" % (CPU_DIR, cpu.id)
+        cpu.core_id = reader.integer(base + "/topology/core_id")
+        cpu.package = reader.integer(base + "/topology/physical_package_id")
+        cpu.smt = _within(reader.cpulist(base + "/topology/thread_siblings_list"), ids)
+        cpu.cluster_list = _within(reader.cpulist(base + "/topology/cluster_cpus_list"), ids)
+        cpu.core_siblings = _within(reader.cpulist(base + "/topology/core_siblings_list"), ids)
+        cpu.capacity = reader.integer(base + "/cpu_capacity")
+        cpu.max_freq = reader.integer(base + "/cpufreq/cpuinfo_max_freq")
+        cpu.related = _within(reader.cpulist(base + "/cpufreq/related_cpus"), ids)
+        if cpu.max_freq is None and cpu.related is None:
+            if policies is None:
+                policies = _read_policies(reader)
+            cpu.related, cpu.max_freq = policies.get(cpu.id, (None, None))
+            cpu.related = _within(cpu.related, ids)
+    _read_hybrid(reader, cpus)
+    _warn_missing(reader.warnings, cpus)
+
+
+def _read_policies(reader: Reader) -> Dict[int, Tuple[Optional[List[int]], Optional[int]]]:
+    """cpufreq/policyN, for CPUs whose cpuN/cpufreq link is gone (offline CPUs on some kernels)."""
+    by_cpu: Dict[int, Tuple[Optional[List[int]], Optional[int]]] = {}
+    base = CPU_DIR + "/cpufreq"
+    for name in reader.listdir(base):
+        if not (name.startswith("policy") and name[6:].isascii() and name[6:].isdigit()):
+            continue
+        related = reader.cpulist("%s/%s/related_cpus" % (base, name))
+        max_freq = reader.integer("%s/%s/cpuinfo_max_freq" % (base, name))
+        for cpu in related or []:
+            by_cpu.setdefault(cpu, (related, max_freq))
+    return by_cpu
+
+
+def _read_hybrid(reader: Reader, cpus: List[_Cpu]) -> None:
+    by_id = {c.id: c for c in cpus}
+    for hybrid, path in HYBRID_TYPES:
+        for cpu_id in reader.cpulist(path) or []:
+            if cpu_id in by_id:
+                by_id[cpu_id].hybrid = hybrid
+
+
+def _warn_missing(warnings: List[str], cpus: List[_Cpu]) -> None:
+    """One line per kind of missing fact on online CPUs (offline ones lack them normally)."""
+    online = [c for c in cpus if c.online is not False]
+    no_freq = [c.id for c in online if c.max_freq is None]
+    if no_freq:
+        warnings.append("no cpufreq cpuinfo_max_freq for CPUs %s (kernel without a cpufreq "
+                        "driver?): their max_freq_khz is unknown" % format_cpulist(no_freq))
+    no_topo = [c.id for c in online if c.smt is None and c.core_siblings is None
+               and c.cluster_list is None]
+    if no_topo:
+        warnings.append("no topology files for CPUs %s: SMT siblings and clusters come from "
+                        "weaker evidence" % format_cpulist(no_topo))
+
+
+def _within(cpus: Optional[List[int]], ids) -> Optional[List[int]]:
+    return None if cpus is None else [c for c in cpus if c in ids]
+
+
+def _read_midr(cpus: List[_Cpu], info: Optional[ProcInfo], warnings: List[str]) -> None:
+    """Each CPU's uarch from its own cpuinfo block; a single global block is not per-core."""
+    if info is None:
+        return
+    unknown: Dict[int, List[int]] = {}
+    for cpu in cpus:
+        cpu.record = info.processors.get(cpu.id)
+        midr = cpu.record.midr() if cpu.record is not None else None
+        if midr is None:
+            continue
+        cpu.midr = midr
+        cpu.uarch = uarch_mod.decode(cpu.record.implementer, cpu.record.part,
+                                     cpu.record.variant)
+        if cpu.uarch is None:
+            unknown.setdefault(midr, []).append(cpu.id)
+    for midr, ids in sorted(unknown.items()):
+        warnings.append("CPUs %s: MIDR %s (implementer 0x%02x, part 0x%03x) is not a core "
+                        "this probe knows; uarch null" % (format_cpulist(ids), format_midr(midr),
+                                                          (midr >> 24) & 0xFF,
+                                                          (midr >> 4) & 0xFFF))
+    with_midr = [c for c in cpus if c.midr is not None]
+    if with_midr:
+        missing = [c.id for c in cpus if c.midr is None and c.online is not False]
+        if missing:
+            warnings.append("online CPUs %s have no CPU implementer/part in /proc/cpuinfo; "
+                            "their uarch is unknown" % format_cpulist(missing))
+        return
+    global_midr = info.global_midr()
+    if global_midr is not None:
+        name = uarch_mod.decode_midr(global_midr)
+        warnings.append("/proc/cpuinfo prints one global CPU part (MIDR %s%s) for whichever "
+                        "CPU ran the read, not one per processor: this is not per-core "
+                        "evidence, so uarch is left null" % (
+                            format_midr(global_midr), ", " + name if name else ""))
+
+
+# ------------------------------------------------------------ classes
+
+
+def _assign_classes(cpus: List[_Cpu], warnings: List[str]) -> List[dict]:
+    """Group CPUs of one kind into classes, ranked fastest first, and name them."""
+    kinds = _effective_kinds(cpus, warnings)
+    members: Dict[Kind, List[int]] = {}
+    for cpu in cpus:
+        if kinds[cpu.id] is not None:
+            members.setdefault(kinds[cpu.id], []).append(cpu.id)
+    ordered = sorted(members, key=lambda k: _rank_key(k, members[k]))
+    names = CLASS_NAMES.get(len(ordered)) or ["class%d" % i for i in range(len(ordered))]
+    by_id = {c.id: c for c in cpus}
+    classes = []
+    for rank, (kind, name) in enumerate(zip(ordered, names)):
+        for cpu_id in members[kind]:
+            by_id[cpu_id].cls = name
+        classes.append({"name": name, "rank": rank, "cpus": members[kind],
+                        "uarch": _kind_uarch(kind), "max_freq_khz": kind[2],
+                        "capacity": kind[3]})
+    return classes
+
+
+def _effective_kinds(cpus: List[_Cpu], warnings: List[str]) -> Dict[int, Optional[Kind]]:
+    """Each CPU's kind, completing partly known CPUs (offline ones) from kernel facts.
+
+    An offline CPU has no cpuinfo block, so its uarch is unknown; if its
+    known facts (max frequency, capacity) fit exactly one fuller kind, best
+    one its frequency domain or cluster shares, it belongs to that class. Its
+    own uarch field stays null. A CPU that fits several kinds gets no class.
+    """
+    own = {c.id: c.kind for c in cpus}
+    result: Dict[int, Optional[Kind]] = {}
+    unplaced = []
+    for cpu in cpus:
+        richer = {k for k in set(own.values()) if k != cpu.kind and _fits(cpu.kind, k)}
+        richer = {k for k in richer if not any(o != k and _fits(k, o) for o in richer)}
+        if not richer:
+            result[cpu.id] = cpu.kind
+            continue
+        mates = set(cpu.related or []) | set(cpu.cluster_list or []) | set(cpu.core_siblings or [])
+        near = {own[m] for m in mates if m != cpu.id and m in own} & richer
+        choice = near if len(near) == 1 else richer
+        if len(choice) == 1:
+            result[cpu.id] = next(iter(choice))
+        else:
+            result[cpu.id] = None
+            unplaced.append(cpu.id)
+    if unplaced:
+        warnings.append("CPUs %s: too little is known about them to tell their core class "
+                        "(offline, no cpuinfo block); they are in no class"
+                        % format_cpulist(unplaced))
+    return result
+
+
+def _fits(partial: Kind, fuller: Kind) -> bool:
+    return all(p is None or p == f for p, f in zip(partial, fuller))
+
+
+def _rank_key(kind: Kind, members: List[int]):
+    """Fastest first: capacity, then Intel P before E, then max frequency, then uarch tier."""
+    _, hybrid, max_freq, capacity = kind
+    tier = uarch_mod.perf_rank(_kind_uarch(kind))
+    return (_desc(capacity), _HYBRID_ORDER.get(hybrid, 0.5) if hybrid else 0.5,
+            _desc(max_freq), _desc(tier), min(members))
+
+
+def _desc(value: Optional[int]):
+    """Sort key: larger first, unknown last."""
+    return (1, 0) if value is None else (0, -value)
+
+
+def _kind_uarch(kind: Kind) -> Optional[str]:
+    key = kind[0]
+    return None if key is None or key.startswith("midr:") else key
+
+
+# ----------------------------------------------------------- clusters
+
+
+def _assign_clusters(cpus: List[_Cpu], warnings: List[str]) -> List[dict]:
+    """Physical clusters from the kernel's lists, split so none mixes two classes."""
+    groups, sources = _kernel_groups(cpus)
+    by_id = {c.id: c for c in cpus}
+    parts: List[List[int]] = []
+    for group in groups:
+        by_class: Dict[str, List[int]] = {}
+        for cpu_id in group:
+            if by_id[cpu_id].cls is not None:
+                by_class.setdefault(by_id[cpu_id].cls, []).append(cpu_id)
+        if len(by_class) > 1:
+            warnings.append("the kernel groups CPUs %s in one cluster (%s) but they are %d "
+                            "kinds of core; split into %s" % (
+                                format_cpulist(group), "/".join(sorted(sources[tuple(group)])),
+                                len(by_class), ", ".join(format_cpulist(p)
+                                                          for p in by_class.values())))
+        parts.extend(by_class.values())
+    parts.extend(_guessed_groups(cpus, {c for g in groups for c in g}, warnings))
+    clusters = []
+    for index, part in enumerate(sorted(parts, key=min)):
+        for cpu_id in part:
+            by_id[cpu_id].cluster = index
+        clusters.append({"id": index, "cpus": sorted(part), "class": by_id[part[0]].cls})
+    return clusters
+
+
+def _kernel_groups(cpus: List[_Cpu]):
+    """Union of each CPU with the CPUs its best kernel list names.
+
+    cluster_cpus_list is used only when it says more than "each core alone"
+    somewhere: kernels without a DT cpu-map (Raspberry Pi) and x86 servers
+    write one core per cluster, and then the package (core_siblings_list) or
+    the frequency domain (cpufreq related_cpus) says more.
+    """
+    clusters_known = any(c.cluster_list and set(c.cluster_list) - set(c.smt or [c.id])
+                         for c in cpus)
+    parent = {c.id: c.id for c in cpus}
+    source_of: Dict[int, str] = {}
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for cpu in cpus:
+        for name, listed in (("cluster_cpus_list", cpu.cluster_list if clusters_known else None),
+                             ("core_siblings_list", cpu.core_siblings),
+                             ("cpufreq related_cpus", cpu.related)):
+            if listed:
+                source_of[cpu.id] = name
+                for other in listed:
+                    parent[find(other)] = find(cpu.id)
+                break
+    groups: Dict[int, List[int]] = {}
+    for cpu in cpus:
+        if cpu.id in source_of:
+            groups.setdefault(find(cpu.id), []).append(cpu.id)
+    result = [sorted(g) for g in groups.values()]
+    sources = {tuple(g): {source_of[c] for c in g if c in source_of} for g in result}
+    return result, sources
+
+
+def _guessed_groups(cpus: List[_Cpu], grouped: set, warnings: List[str]) -> List[List[int]]:
+    """Heuristic last: CPUs no kernel list mentions form one cluster per class."""
+    by_class: Dict[str, List[int]] = {}
+    for cpu in cpus:
+        if cpu.id not in grouped and cpu.cls is not None:
+            by_class.setdefault(cpu.cls, []).append(cpu.id)
+    if by_class:
+        guessed = sorted(c for ids in by_class.values() for c in ids)
+        warnings.append("no topology or cpufreq files group CPUs %s: their clusters are "
+                        "guessed as one per core class" % format_cpulist(guessed))
+    return list(by_class.values())
+
+
+# ---------------------------------------------------- arch, ISA, target
+
+
+def _arch(info: Optional[ProcInfo], live: bool, warnings: List[str]) -> Optional[str]:
+    """Architecture the kernel runs, from cpuinfo evidence; the live machine's as a fallback."""
+    found = _arch_from_cpuinfo(info) if info is not None else None
+    if found is None and live:
+        found = platform.machine() or None
+    if found is None:
+        warnings.append("/proc/cpuinfo gives no architecture evidence; arch unknown")
+    return found
+
+
+def _arch_from_cpuinfo(info: ProcInfo) -> Optional[str]:
+    records = list(info.processors.values())
+    archs = {r.architecture for r in records if r.architecture}
+    glob = {k.lower(): v for k, v in info.global_fields.items()}
+    if glob.get("cpu architecture"):
+        archs.add(glob["cpu architecture"])
+    names = " ".join([r.model_name or "" for r in records] + [glob.get("processor", ""),
+                                                              glob.get("model name", "")])
+    if "8" in archs or "AArch64" in archs or "AArch64" in names:
+        return "aarch64"
+    if "(v7l)" in names or "7" in archs:
+        return "armv7l"
+    if "(v6l)" in names:
+        return "armv6l"
+    flags = set()
+    for r in records:
+        flags.update(r.flags or [])
+    if flags:
+        return "x86_64" if "lm" in flags else "i686"
+    return None
+
+
+def _isa(info: Optional[ProcInfo], cpus: List[_Cpu], live: bool,
+         warnings: List[str]) -> List[str]:
+    """Features every online core reports; the global Features line on old kernels."""
+    records = [c.record for c in cpus
+               if c.record is not None and (c.record.features or c.record.flags)]
+    if records:
+        common = isa_mod.common_features(records)
+        every = set().union(*(isa_mod.isa_features(r) for r in records))
+        if set(common) != every:
+            warnings.append("processors report different ISA features (%s not on all); isa "
+                            "lists those every core has" % " ".join(sorted(every - set(common))))
+        return common
+    glob = {k.lower(): v for k, v in (info.global_fields if info else {}).items()}
+    if glob.get("features"):
+        return sorted({w.lower() for w in glob["features"].split()})
+    if live:
+        return _cpuinfo_package_flags(warnings)
+    return []
+
+
+def _cpuinfo_package_flags(warnings: List[str]) -> List[str]:
+    """py-cpuinfo as the last resort on the live machine (it may run cpuid itself)."""
+    try:
+        import cpuinfo  # py-cpuinfo
+        return sorted({f.lower() for f in cpuinfo.get_cpu_info().get("flags", [])})
+    except Exception as exc:  # a third-party probe must not stop ours
+        warnings.append("py-cpuinfo failed to read ISA flags: %s" % exc)
+        return []
+
+
+def _tvm_target(arch: Optional[str], isa: List[str], classes: List[dict],
+                cpus: List[_Cpu], warnings: List[str]) -> dict:
+    """The llvm target dict for TVM 0.27 (which takes no CLI strings), tuned to the fastest class."""
+    target: Dict[str, object] = {"kind": "llvm"}
+    if arch in MTRIPLES:
+        target["mtriple"] = MTRIPLES[arch]
+    elif arch is not None:
+        warnings.append("no LLVM triple known for arch %s; tvm_target has no mtriple" % arch)
+    fastest = classes[0]["uarch"] if classes else None
+    mcpu = uarch_mod.llvm_cpu(fastest, arch=arch) if fastest else None
+    if mcpu:
+        target["mcpu"] = mcpu
+    attrs = isa_mod.mattr(isa, arch)
+    if attrs:
+        target["mattr"] = attrs
+    target["num-cores"] = max(1, _physical_cores(cpus))
+    return target
+
+
+def _physical_cores(cpus: List[_Cpu]) -> int:
+    """Online, allowed CPUs counted once per SMT group."""
+    usable = {c.id for c in cpus if c.online is not False and c.allowed is not False}
+    cores = {tuple(sorted(set(c.smt or [c.id]) & usable)) for c in cpus if c.id in usable}
+    return len(cores)
+
+
+# ------------------------------------------------------------- output
+
+
+def _board(reader: Reader, info: Optional[ProcInfo]) -> Optional[str]:
+    """Device-tree model, else DMI vendor + product, else the cpuinfo Model/Hardware line."""
+    model = reader.text("proc/device-tree/model")
+    if model:
+        return model
+    vendor = _dmi(reader.text("sys/class/dmi/id/sys_vendor"))
+    product = _dmi(reader.text("sys/class/dmi/id/product_name"))
+    if product:
+        return product if not vendor or product.startswith(vendor) else vendor + " " + product
+    glob = {k.lower(): v for k, v in (info.global_fields if info else {}).items()}
+    return glob.get("model") or glob.get("hardware") or vendor or None
+
+
+def _dmi(value: Optional[str]) -> Optional[str]:
+    if value is None or value.strip().lower() in _DMI_PLACEHOLDERS:
+        return None
+    return value.strip()
+
+
+def _cpu_doc(cpu: _Cpu) -> dict:
+    return {"id": cpu.id, "online": cpu.online, "allowed": cpu.allowed, "uarch": cpu.uarch,
+            "midr": format_midr(cpu.midr) if cpu.midr is not None else None,
+            "max_freq_khz": cpu.max_freq, "capacity": cpu.capacity, "cluster": cpu.cluster,
+            "class": cpu.cls, "core_id": cpu.core_id, "package": cpu.package,
+            "smt_siblings": cpu.smt}
+
+
+def _unique(items: Iterable[str]) -> List[str]:
+    seen = set()
+    return [i for i in items if not (i in seen or seen.add(i))]

@@ -1,0 +1,1 @@
+"""The `edge-server` commands: flags -> Config -> run, and `probe`."""

@@ -1,0 +1,61 @@
+"""`edge-server [flags]`: flags -> Config -> Server(config).run() -> exit code.
+
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 2 for a bad command line
+or a default mode the board cannot meet (nothing was bound), 1 when the
+daemon cannot start (no free port, unusable work root, probe failure).
+"""
+import logging
+import sys
+from typing import Optional, Sequence
+
+from edge_server.daemon.config import ConfigError, check_default_mode, parse_args
+
+log = logging.getLogger("edge_server.serve")
+
+
+def _error(message: str) -> None:
+    print("edge-server: error: " + " ".join(str(message).split()), file=sys.stderr)
+
+
+def probe_topology(root: Optional[str]) -> dict:
+    from edge_server.board.topology import probe
+    return probe(root or "/")
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        config = parse_args(argv)
+    except ConfigError as err:
+        _error("%s (see edge-server --help)" % err)
+        return 2
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else 0
+
+    from edge_server.daemon.logs import setup_logging
+    setup_logging(silent=config.silent, verbose=config.verbose)
+    try:
+        topology = probe_topology(config.root)
+        default_mode = check_default_mode(config, topology)
+    except ConfigError as err:
+        _error(err)
+        return 2
+    except Exception as err:  # the probe's own errors say what to fix
+        _error("probing the CPU topology%s failed: %s"
+               % (" under --root %s" % config.root if config.root else "", err))
+        return 1
+    if config.no_fork:
+        log.info("--no-fork accepted for compatibility; sessions still run in forked children "
+                 "(the listener never initialises GPU compilers, so fork is safe)")
+
+    # Import TVM's runtime and the session code now, so forked children start warm.
+    import tvm.rpc  # noqa: F401
+    import edge_server.session.child  # noqa: F401
+    from edge_server.daemon.server import Server, ServerError
+    from edge_server.daemon.workroot import WorkRootError
+
+    server = Server(config, topology, default_mode, probe=probe_topology)
+    try:
+        return server.run()
+    except (ServerError, WorkRootError) as err:
+        _error(err)
+        return 1

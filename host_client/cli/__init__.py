@@ -1,0 +1,1 @@
+"""The `edge-client` command line: list boards, probe one, bench thread modes, the demo."""

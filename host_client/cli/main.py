@@ -1,0 +1,228 @@
+"""`edge-client`: list boards, probe one, bench a kernel across thread modes.
+
+main() only maps arguments to calls and outcomes to exit codes:
+0 done, 1 an error the message explains, 2 bad usage, 3 bench ran but some
+mode could not be measured, 130 interrupted.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import traceback
+from typing import List, Optional
+
+from host_client.cli import tables
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--tracker", default=None,
+                        help="tracker HOST:PORT (default: $TVM_TRACKER_HOST:$TVM_TRACKER_PORT)")
+    common.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    common.add_argument("--verbose", "-v", action="store_true",
+                        help="show tracebacks on errors")
+    keyed = argparse.ArgumentParser(add_help=False)
+    keyed.add_argument("--key", default=None, help="device key (default: $TVM_TRACKER_KEY)")
+    keyed.add_argument("--wait", type=float, default=60.0,
+                       help="seconds to wait for a free board before giving up (default 60)")
+    keyed.add_argument("--session-timeout", type=float, default=None,
+                       help="the board ends each session after this many seconds")
+
+    parser = argparse.ArgumentParser(
+        prog="edge-client",
+        description="Talk to edge-server boards through a TVM RPC tracker.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    sub.add_parser("list", parents=[common],
+                   help="boards on the tracker, their keys, state and core classes")
+    probe = sub.add_parser("probe", parents=[common, keyed],
+                           help="a board's topology and suggested TVM target, via a session")
+    probe.add_argument("--mode", default=None,
+                       help="also show the target for this thread mode")
+    bench = sub.add_parser("bench", parents=[common, keyed],
+                           help="time one kernel under several thread modes")
+    bench.add_argument("module", nargs="?", default=None,
+                       help="a compiled MODULE.so for the board (default: build a matmul)")
+    bench.add_argument("--matmul", type=int, metavar="N", default=None,
+                       help="build an N×N float32 matmul for the board (default 256)")
+    bench.add_argument("--modes", default=None,
+                       help="comma-separated thread modes, e.g. big,big:1,little,little:1,all "
+                            "(default: all, then each class and one core of it)")
+    bench.add_argument("--repeat", type=int, default=5, help="timed repeats per session")
+    bench.add_argument("--sessions", type=int, default=1,
+                       help="fresh sessions per mode (default 1)")
+    bench.add_argument("--min-repeat-ms", type=int, default=20,
+                       help="each repeat runs the kernel at least this long")
+    bench.add_argument("--func", default=None,
+                       help="function to call in MODULE.so (default: matmul)")
+    bench.add_argument("--arg", action="append", default=None, metavar="SHAPE[:DTYPE]",
+                       help="argument of MODULE.so's function, e.g. 128x128:float32 (repeat "
+                            "per argument; default: three N×N float32 matmul arguments)")
+    bench.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("edge-client: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `edge-client ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except UsageError as err:
+        parser.error(str(err))
+    except Exception as err:  # every failure is one line unless --verbose
+        if args.verbose:
+            traceback.print_exc()
+        print("edge-client: error: %s" % one_line(err), file=sys.stderr)
+        return EXIT_ERROR
+
+
+class UsageError(ValueError):
+    """Arguments that do not fit together."""
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def cmd_list(args) -> int:
+    from host_client.boards import list_boards
+
+    boards = list_boards(args.tracker)
+    if args.json:
+        print(json.dumps([b.to_json() for b in boards], indent=2))
+    elif not boards:
+        print("no servers registered on the tracker")
+    else:
+        print(tables.boards_table(boards))
+    return EXIT_OK
+
+
+def cmd_probe(args) -> int:
+    from host_client.session import connect
+    from host_client.target import target_dict_for
+
+    session = connect(args.tracker, args.key, thread_mode=None,
+                      session_timeout=args.session_timeout, wait=args.wait)
+    topology, state, board = session.topology(), session.thread_state, session.board
+    session.release()
+    del session
+    targets = {"suggested": topology.get("tvm_target")}
+    if args.mode:
+        targets[args.mode] = target_dict_for(topology, args.mode)
+    if args.json:
+        print(json.dumps({"board": board, "key": args.key or os.environ.get("TVM_TRACKER_KEY"),
+                          "topology": topology, "thread_state": state, "targets": targets},
+                         indent=2))
+    else:
+        print(tables.probe_text(board, topology, state, targets))
+    return EXIT_OK
+
+
+def parse_modes(text: Optional[str]) -> Optional[List[str]]:
+    if text is None:
+        return None
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    if not modes:
+        raise UsageError("--modes needs at least one mode, e.g. --modes all,big:1")
+    return modes
+
+
+def parse_arg_spec(spec: str):
+    shape_text, _, dtype = spec.partition(":")
+    try:
+        shape = tuple(int(d) for d in shape_text.lower().split("x"))
+    except ValueError:
+        raise UsageError("bad --arg %r: expected SHAPE[:DTYPE] like 128x128:float32" % spec)
+    return shape, dtype or "float32"
+
+
+def cmd_bench(args) -> int:
+    from host_client.boards import list_boards
+    from host_client.cli.bench import bench_modes, default_modes
+    from host_client.tracker import default_key, parse_tracker
+
+    if args.module and args.matmul is not None:
+        raise UsageError("give either MODULE.so or --matmul N, not both")
+    if args.repeat < 1 or args.sessions < 1:
+        raise UsageError("--repeat and --sessions must be at least 1")
+    tracker, key = str(parse_tracker(args.tracker)), default_key(args.key)
+    modes = parse_modes(args.modes)
+    board = _edge_board(list_boards(tracker), key, tracker)
+    if modes is None:
+        modes = default_modes(board.topology)
+    with tempfile.TemporaryDirectory(prefix="edge-client-") as tmp:
+        kernel = _kernel(args, board, tmp)
+        progress = None if args.quiet else tables.Progress(sys.stderr)
+        results = bench_modes(tracker, key, modes, kernel, sessions=args.sessions,
+                              repeat=args.repeat, min_repeat_ms=args.min_repeat_ms,
+                              session_timeout=args.session_timeout, wait=args.wait,
+                              progress=progress)
+    baseline = next((r.mean_ms for r in results if r.mean_ms), None)
+    if args.json:
+        print(json.dumps({"board": board.address, "key": key, "kernel": _kernel_json(args, kernel),
+                          "results": [r.to_json(baseline) for r in results]}, indent=2))
+    else:
+        print(tables.bench_table(results, board, _kernel_label(args, kernel)))
+    return EXIT_PARTIAL if any(r.error for r in results) else EXIT_OK
+
+
+def _edge_board(boards, key: str, tracker: str):
+    from host_client.errors import KeyUnknown, NotAnEdgeServer
+
+    mine = [b for b in boards if b.key == key]
+    if not mine:
+        known = ", ".join(sorted({b.key for b in boards})) or "none"
+        raise KeyUnknown("no board with key %r on the tracker %s (registered keys: %s)"
+                         % (key, tracker, known))
+    edge = [b for b in mine if b.edge and b.topology]
+    if not edge:
+        raise NotAnEdgeServer("board %s (key %r) runs a stock TVM RPC server without thread "
+                              "modes; run edge-server there" % (mine[0].address, key))
+    return edge[0]
+
+
+def _kernel(args, board, tmp: str):
+    from host_client.kernels import Kernel, build_matmul
+
+    if args.module:
+        if not os.path.isfile(args.module):
+            raise UsageError("module %r does not exist" % args.module)
+        if args.arg:
+            specs = [parse_arg_spec(a) for a in args.arg]
+            dtypes = {d for _, d in specs}
+            if len(dtypes) != 1:
+                raise UsageError("all --arg of one module must share a dtype for now")
+            return Kernel(os.path.abspath(args.module), args.func or "matmul",
+                          tuple(s for s, _ in specs), dtypes.pop())
+        raise UsageError("with MODULE.so, give its function's arguments: --arg 256x256 "
+                         "--arg 256x256 --arg 256x256 (and --func NAME if not 'matmul')")
+    n = args.matmul or 256
+    return build_matmul(n, board.suggested_target, tmp, board_arch=board.arch)
+
+
+def _kernel_label(args, kernel) -> str:
+    if args.module:
+        return "%s:%s" % (os.path.basename(kernel.path), kernel.func)
+    return "matmul %d×%d float32" % kernel.shapes[0]
+
+
+def _kernel_json(args, kernel) -> dict:
+    return {"label": _kernel_label(args, kernel), "func": kernel.func,
+            "shapes": [list(s) for s in kernel.shapes], "dtype": kernel.dtype,
+            "module": args.module}
+
+
+COMMANDS = {"list": cmd_list, "probe": cmd_probe, "bench": cmd_bench}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Probe behaviour on broken or unusual trees (the fixture boards are in test_fixtures.py)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_server.board.topology import ProbeError, probe
+
+BOARDS = Path(__file__).resolve().parents[2] / "fixtures" / "boards"
+CPU = "sys/devices/system/cpu"
+
+
+def board_copy(tmp_path, name="rk3399"):
+    root = tmp_path / name
+    shutil.copytree(BOARDS / name, root, symlinks=True)
+    (root / "expected.json").unlink()
+    return root
+
+
+def write(root, rel, content):
+    path = Path(root) / rel
+    if path.is_symlink():
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+
+
+def cpu(doc, cpu_id):
+    return next(c for c in doc["cpus"] if c["id"] == cpu_id)
+
+
+def test_root_that_is_not_a_directory_is_a_probe_error(tmp_path):
+    with pytest.raises(ProbeError, match="not a directory"):
+        probe(str(tmp_path / "missing"))
+
+
+def test_tree_without_cpus_is_a_probe_error(tmp_path):
+    (tmp_path / "sys" / "devices" / "system" / "cpu").mkdir(parents=True)
+    (tmp_path / "proc").mkdir()
+    with pytest.raises(ProbeError, match="no CPU found"):
+        probe(str(tmp_path))
+
+
+def test_cpuinfo_without_processors_and_no_sysfs_is_a_probe_error(tmp_path):
+    write(tmp_path, "proc/cpuinfo", "Hardware\t: nothing\n")
+    with pytest.raises(ProbeError):
+        probe(str(tmp_path))
+
+
+def test_garbage_cpulist_becomes_a_warning_and_the_probe_goes_on(tmp_path):
+    root = board_copy(tmp_path)
+    write(root, CPU + "/cpu4/topology/cluster_cpus_list", "4-zz\n")
+    write(root, CPU + "/cpu4/topology/thread_siblings_list", "\x00\x01garbage")
+    doc = probe(str(root))
+    assert any("/sys/devices/system/cpu/cpu4/topology/cluster_cpus_list" in w
+               and "'4-zz'" in w for w in doc["warnings"])
+    assert cpu(doc, 4)["smt_siblings"] is None
+    # cpu5's list and cpu4's frequency domain still put 4 and 5 together.
+    assert [c["cpus"] for c in doc["clusters"]] == [[0, 1, 2, 3], [4, 5]]
+    assert [c["name"] for c in doc["classes"]] == ["big", "little"]
+
+
+def test_non_numeric_max_freq_is_null_with_a_warning(tmp_path):
+    root = board_copy(tmp_path)
+    write(root, CPU + "/cpufreq/policy4/cpuinfo_max_freq", "<unknown>\n")
+    doc = probe(str(root))
+    assert cpu(doc, 4)["max_freq_khz"] is None and cpu(doc, 5)["max_freq_khz"] is None
+    assert any("policy4/cpuinfo_max_freq" in w or "cpu4/cpufreq/cpuinfo_max_freq" in w
+               for w in doc["warnings"])
+    # The A72s are still told apart from the A53s by uarch and capacity.
+    big = doc["classes"][0]
+    assert (big["cpus"], big["uarch"], big["max_freq_khz"]) == ([4, 5], "cortex-a72", None)
+
+
+def test_missing_cpuinfo_is_a_warning_and_uarch_unknown(tmp_path):
+    root = board_copy(tmp_path)
+    (root / "proc" / "cpuinfo").unlink()
+    doc = probe(str(root))
+    assert "/proc/cpuinfo is missing: uarch, MIDR and ISA features are unknown" in doc["warnings"]
+    assert all(c["uarch"] is None and c["midr"] is None for c in doc["cpus"])
+    assert doc["arch"] is None and doc["isa"] == []
+    # Capacity and max frequency still separate the two kinds of core.
+    assert [(c["name"], c["cpus"]) for c in doc["classes"]] == [("big", [4, 5]),
+                                                              ("little", [0, 1, 2, 3])]
+    assert doc["tvm_target"] == {"kind": "llvm", "num-cores": 6}
+
+
+def test_empty_cpu_directories_still_list_the_cpus(tmp_path):
+    for n in range(3):
+        (tmp_path / CPU / ("cpu%d" % n)).mkdir(parents=True)
+    doc = probe(str(tmp_path))
+    assert [c["id"] for c in doc["cpus"]] == [0, 1, 2]
+    assert all(c["online"] is None and c["allowed"] is None for c in doc["cpus"])
+    assert any("present is missing" in w for w in doc["warnings"])
+    assert any("cannot tell whether CPUs 0-2 are online" in w for w in doc["warnings"])
+    # Nothing tells the three apart: one class, one guessed cluster.
+    assert [c["cpus"] for c in doc["classes"]] == [[0, 1, 2]]
+    assert [c["cpus"] for c in doc["clusters"]] == [[0, 1, 2]]
+    assert any("guessed" in w for w in doc["warnings"])
+    json.dumps(doc)
+
+
+def test_cpuinfo_alone_is_enough(tmp_path):
+    text = (BOARDS / "rk3399" / "proc" / "cpuinfo").read_text()
+    write(tmp_path, "proc/cpuinfo", text)
+    doc = probe(str(tmp_path))
+    assert [c["id"] for c in doc["cpus"]] == list(range(6))
+    assert all(c["online"] is True for c in doc["cpus"])
+    assert [(c["name"], c["uarch"], c["cpus"]) for c in doc["classes"]] == [
+        ("big", "cortex-a72", [4, 5]), ("little", "cortex-a53", [0, 1, 2, 3])]
+    assert doc["tvm_target"]["mcpu"] == "cortex-a72"
+
+
+def test_garbage_online_list_leaves_online_unknown(tmp_path):
+    root = board_copy(tmp_path)
+    write(root, CPU + "/online", "all of them\n")
+    doc = probe(str(root))
+    # /proc/cpuinfo lists only online processors, so that is the fallback.
+    assert all(c["online"] is True for c in doc["cpus"])
+    assert any("/sys/devices/system/cpu/online" in w and "not a CPU list" in w
+               for w in doc["warnings"])
+
+
+def test_unknown_midr_keeps_uarch_null_but_a_class_of_its_own(tmp_path):
+    root = board_copy(tmp_path)
+    text = (root / "proc" / "cpuinfo").read_text()
+    write(root, "proc/cpuinfo", text.replace("CPU part\t: 0xd08", "CPU part\t: 0xabc"))
+    doc = probe(str(root))
+    assert cpu(doc, 4)["uarch"] is None and cpu(doc, 4)["midr"] == "0x410fabc2"
+    assert any("MIDR 0x410fabc2" in w and "CPUs 4-5" in w for w in doc["warnings"])
+    assert doc["classes"][0]["cpus"] == [4, 5] and doc["classes"][0]["uarch"] is None
+    assert "mcpu" not in doc["tvm_target"]
+
+
+def test_cluster_list_that_mixes_kinds_is_split_with_a_warning(tmp_path):
+    root = board_copy(tmp_path)
+    for n in range(6):
+        write(root, CPU + "/cpu%d/topology/cluster_cpus_list" % n, "0-5\n")
+    doc = probe(str(root))
+    assert [c["cpus"] for c in doc["clusters"]] == [[0, 1, 2, 3], [4, 5]]
+    assert ("the kernel groups CPUs 0-5 in one cluster (cluster_cpus_list) but they are 2 "
+            "kinds of core; split into 0-3, 4-5") in doc["warnings"]
+
+
+def test_offline_cpu_with_nothing_known_is_in_no_class(tmp_path):
+    root = board_copy(tmp_path, "rk3399-offline")
+    os.unlink(root / CPU / "cpu4" / "cpufreq")
+    (root / CPU / "cpu4" / "cpu_capacity").unlink()
+    # policy4 still names cpu4, so its frequency domain is known...
+    doc = probe(str(root))
+    assert cpu(doc, 4)["class"] == "big" and cpu(doc, 4)["max_freq_khz"] == 1800000
+    # ...without it nothing says whether cpu4 is an A53 or an A72.
+    shutil.rmtree(root / CPU / "cpufreq" / "policy4")
+    os.unlink(root / CPU / "cpu5" / "cpufreq")
+    doc = probe(str(root))
+    assert cpu(doc, 4)["class"] is None and cpu(doc, 4)["cluster"] is None
+    assert any("CPUs 4: too little is known" in w for w in doc["warnings"])
+    assert [c["cpus"] for c in doc["classes"]] == [[5], [0, 1, 2, 3]]
+
+
+def test_processors_with_different_features_give_the_common_isa(tmp_path):
+    root = board_copy(tmp_path)
+    text = (root / "proc" / "cpuinfo").read_text()
+    blocks = text.split("\n\n")
+    blocks[4] = blocks[4].replace("crc32", "crc32 asimddp")
+    write(root, "proc/cpuinfo", "\n\n".join(blocks))
+    doc = probe(str(root))
+    assert "asimddp" not in doc["isa"] and "crc32" in doc["isa"]
+    assert any("asimddp not on all" in w for w in doc["warnings"])
+
+
+def test_intel_hybrid_without_frequencies_still_ranks_p_cores_first(tmp_path):
+    root = board_copy(tmp_path, "intel-hybrid")
+    shutil.rmtree(root / CPU / "cpufreq")
+    doc = probe(str(root))
+    assert [(c["name"], c["cpus"]) for c in doc["classes"]] == [
+        ("big", list(range(8))), ("little", list(range(8, 16)))]
+
+
+def test_dmi_placeholders_are_not_board_names(tmp_path):
+    root = board_copy(tmp_path, "x86-server-smt")
+    write(root, "sys/class/dmi/id/product_name", "To Be Filled By O.E.M.\n")
+    assert probe(str(root))["board"] == "Supermicro"
+
+
+def test_live_probe_uses_this_process_affinity():
+    """Run in a child restricted to one CPU: allowed and num-cores follow the affinity."""
+    allowed = sorted(os.sched_getaffinity(0))
+    code = ("import os, json; os.sched_setaffinity(0, {%d}); "
+            "from edge_server.board.topology import probe; print(json.dumps(probe('/')))" % allowed[0])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    doc = json.loads(out)
+    assert [c["id"] for c in doc["cpus"] if c["allowed"]] == [allowed[0]]
+    assert doc["tvm_target"]["num-cores"] == 1
+
+
+def test_isolated_cpus_are_named_in_a_warning_and_keep_their_class(tmp_path):
+    root = board_copy(tmp_path)
+    write(root, CPU + "/isolated", "4-5\n")
+    doc = probe(str(root))
+    assert any(w.startswith("CPUs 4-5 are isolated") for w in doc["warnings"])
+    assert doc["classes"][0]["cpus"] == [4, 5]
+
+
+# ------------------------------------------------------------ fuzzing
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_VALUES = st.one_of(
+    st.sampled_from(["", "\n", "0", "1", "-1", "1024", "1800000", "0-3", "0-1,3", "4-5",
+                     "0-4095", "3-1", "x", "0x10", " 7 ", "\x00", "0-99999999"]),
+    st.text(max_size=12))
+_PER_CPU = ["cpu_capacity", "online", "topology/core_id", "topology/physical_package_id",
+            "topology/thread_siblings_list", "topology/core_siblings_list",
+            "topology/cluster_cpus_list", "cpufreq/cpuinfo_max_freq", "cpufreq/related_cpus"]
+_GLOBAL = ["present", "online", "isolated", "cpufreq/policy0/related_cpus",
+           "cpufreq/policy0/cpuinfo_max_freq"]
+_CPUINFO_LINES = st.sampled_from([
+    "processor\t: 0", "processor\t: 1", "processor\t: 7", "processor\t: x", "",
+    "CPU implementer\t: 0x41", "CPU part\t: 0xd08", "CPU part\t: 0xzzz", "CPU variant\t: 0x0",
+    "CPU revision\t: 3", "CPU architecture: 8", "CPU architecture: 7", "Features\t: fp asimd",
+    "flags\t\t: fpu lm avx2", "Processor\t: ARMv7 Processor rev 3 (v7l)", "garbage", ":"])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ncpus=st.integers(0, 4),
+       per_cpu=st.dictionaries(st.tuples(st.integers(0, 4), st.sampled_from(_PER_CPU)),
+                               _VALUES, max_size=25),
+       global_files=st.dictionaries(st.sampled_from(_GLOBAL), _VALUES, max_size=5),
+       cpuinfo=st.one_of(st.none(), st.lists(_CPUINFO_LINES, max_size=20)))
+def test_any_tree_gives_a_document_or_a_probe_error(ncpus, per_cpu, global_files, cpuinfo):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(ncpus):
+            (Path(tmp) / CPU / ("cpu%d" % n)).mkdir(parents=True)
+        for (n, rel), value in per_cpu.items():
+            write(tmp, "%s/cpu%d/%s" % (CPU, n, rel), value)
+        for rel, value in global_files.items():
+            write(tmp, "%s/%s" % (CPU, rel), value)
+        if cpuinfo is not None:
+            write(tmp, "proc/cpuinfo", "\n".join(cpuinfo))
+        try:
+            doc = probe(tmp)
+        except ProbeError:
+            return
+    json.dumps(doc)
+    ids = [c["id"] for c in doc["cpus"]]
+    assert ids == sorted(set(ids)) and ids
+    by_id = {c["id"]: c for c in doc["cpus"]}
+    names = [c["name"] for c in doc["classes"]]
+    assert len(set(names)) == len(names)
+    for cls in doc["classes"]:
+        assert all(by_id[i]["class"] == cls["name"] for i in cls["cpus"])
+    for cluster in doc["clusters"]:
+        assert {by_id[i]["class"] for i in cluster["cpus"]} == {cluster["class"]}
+        assert all(by_id[i]["cluster"] == cluster["id"] for i in cluster["cpus"])
+    assert doc["tvm_target"]["num-cores"] >= 1

@@ -1,0 +1,115 @@
+"""`edge-server probe` as a user runs it: the installed console script, as a subprocess."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from edge_server.cli.probe import main
+
+REPO = Path(__file__).resolve().parents[3]
+BOARDS = REPO / "tests" / "fixtures" / "boards"
+EDGE_SERVER = str(Path(sys.executable).parent / "edge-server")
+
+
+def run(*args):
+    return subprocess.run([EDGE_SERVER, "probe", *args], capture_output=True, text=True,
+                          cwd=str(REPO), timeout=120)
+
+
+def test_json_of_a_fixture_is_its_expected_document():
+    result = run("--json", "--root", "tests/fixtures/boards/rk3399")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads((BOARDS / "rk3399" / "expected.json")
+                                                   .read_text())
+
+
+def test_table_of_a_fixture_shows_classes_clusters_cpus_and_target():
+    result = run("--root", "tests/fixtures/boards/rk3588-binned")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "board: Orange Pi 5 Plus   arch: aarch64" in out
+    lines = [line.split() for line in out.splitlines()]
+    assert ["0", "prime", "6-7", "cortex-a76", "2304", "1024"] in lines
+    assert ["1", "big", "4-5", "cortex-a76", "2256", "1002"] in lines
+    assert ["2", "little", "0-3", "cortex-a55", "1800", "414"] in lines
+    assert ["2", "6-7", "prime"] in lines  # cluster 2
+    assert ["6", "yes", "yes", "prime", "2", "cortex-a76", "0x414fd0b0", "2304", "1024", "0",
+            "0", "6"] in lines
+    assert '"mcpu": "cortex-a76"' in out and '"num-cores": 8' in out
+    assert "isa: aes asimd asimddp" in out
+    assert "warnings:" not in out
+
+
+def test_table_shows_unknowns_offline_cpus_and_warnings():
+    result = run("--root", "tests/fixtures/boards/rk3399-offline")
+    assert result.returncode == 0, result.stderr
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert ["4", "no", "no", "big", "1", "-", "-", "1800", "1024", "-", "-", "-"] in lines
+    result = run("--root", "tests/fixtures/boards/snapdragon855")
+    assert "warnings:\n  - the kernel groups CPUs 0-7 in one cluster" in result.stdout
+
+
+def test_this_machine():
+    result = run()
+    assert result.returncode == 0, result.stderr
+    assert "core classes (rank 0 = fastest):" in result.stdout
+    doc = json.loads(run("--json").stdout)
+    assert doc["schema"] == 1 and doc["cpus"] and doc["classes"]
+    assert doc["tvm_target"]["kind"] == "llvm"
+
+
+def test_missing_root_exits_non_zero_with_one_line(tmp_path):
+    result = run("--root", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert "--root %s is not a directory" % (tmp_path / "nope") in result.stderr
+
+
+def test_root_without_cpus_exits_non_zero_with_one_line(tmp_path):
+    (tmp_path / "proc").mkdir()
+    result = run("--root", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("edge-server probe: no CPU found under")
+    assert "Traceback" not in result.stderr
+
+
+def test_strange_board_still_exits_zero(tmp_path):
+    cpu0 = tmp_path / "sys" / "devices" / "system" / "cpu" / "cpu0"
+    cpu0.mkdir(parents=True)
+    (cpu0 / "cpu_capacity").write_text("lots\n")
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "cpuinfo").write_text("processor : zero\n::::\n")
+    assert main(["--root", str(tmp_path)]) == 0
+    result = run("--json", "--root", str(tmp_path))
+    assert result.returncode == 0
+    doc = json.loads(result.stdout)
+    assert [c["id"] for c in doc["cpus"]] == [0]
+    assert any("cpu_capacity" in w and "'lots'" in w for w in doc["warnings"])
+
+
+def test_capture_script_output_probes_like_the_live_machine(tmp_path):
+    """scripts/capture-board.sh on this machine: probing the dump equals probing /."""
+    out = tmp_path / "capture"
+    result = subprocess.run(["sh", str(REPO / "scripts" / "capture-board.sh"), str(out),
+                             "--tar"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (out / "proc" / "cpuinfo").is_file()
+    assert (tmp_path / "capture.tar.gz").is_file()
+    live = json.loads(run("--json").stdout)
+    dumped = json.loads(run("--json", "--root", str(out)).stdout)
+    for doc in (live, dumped):
+        for cpu in doc["cpus"]:
+            cpu.pop("allowed")  # the live set is this process's affinity
+        doc["tvm_target"].pop("num-cores")  # counts allowed cores
+    assert dumped == live
+
+
+def test_capture_refuses_a_non_empty_directory(tmp_path):
+    (tmp_path / "old").write_text("keep me")
+    result = subprocess.run(["sh", str(REPO / "scripts" / "capture-board.sh"), str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "not empty" in result.stderr
+    assert (tmp_path / "old").read_text() == "keep me"

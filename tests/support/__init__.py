@@ -1,0 +1,1 @@
+"""Helpers the tests (and bench/) import: real processes, fixture boards, kits."""

@@ -1,0 +1,67 @@
+"""Helpers for the host-client tests. The `stack` fixture (conftest.py) gives,
+once for all host-client tests:
+a stock tracker, an edge-server on this machine's own topology (pins for
+real), an edge-server serving the rk3399 fixture topology (for capabilities,
+targets and refusals) and a stock `python -m tvm.exec.rpc_server`.
+"""
+import re
+from typing import Dict, List
+
+
+from tests.support import procs
+
+LOCAL_KEY = "edge-local"
+RK_KEY = "rk3399"
+STOCK_KEY = "stock-test"
+
+
+class Stack:
+    def __init__(self, tracker, local, rk3399, stock):
+        self.tracker_proc, self.local, self.rk3399, self.stock = tracker, local, rk3399, stock
+        self.tracker = "%s:%d" % (procs.HOST, tracker.port)
+
+    def stop(self) -> None:
+        for proc in (self.stock, self.rk3399, self.local, self.tracker_proc):
+            proc.stop()
+
+    def wait_free(self, key: str, timeout: float = 30.0) -> None:
+        """Sessions end asynchronously: wait until the board is back on the tracker."""
+        procs.wait_free(self.tracker_proc.port, key, timeout=timeout)
+
+
+def start_stack(tmp) -> Stack:
+    started = []
+    try:
+        tracker = procs.start_tracker(tmp)
+        started.append(tracker)
+        local = procs.start_edge_server(tmp, tracker.port, key=LOCAL_KEY, name="edge-local")
+        started.append(local)
+        rk = procs.start_edge_server(tmp, tracker.port, key=RK_KEY, name="edge-rk3399",
+                                     args=("--root", procs.FIXTURES / "rk3399"))
+        started.append(rk)
+        stock = procs.start_stock_server(tmp, tracker.port, key=STOCK_KEY)
+        started.append(stock)
+    except BaseException:
+        for proc in reversed(started):
+            proc.stop()
+        raise
+    return Stack(tracker, local, rk, stock)
+
+
+_MODE_LINE = re.compile(r"session (\S+): thread mode (\S+) on cpus (\S+)")
+_LOAD_LINE = re.compile(r"session (\S+): load_module ")
+
+
+def session_events(log: str) -> Dict[str, List[tuple]]:
+    """Per peer, the server's log events in order: ("mode", mode, cpus) / ("load",)."""
+    events: Dict[str, List[tuple]] = {}
+    for line in log.splitlines():
+        match = _MODE_LINE.search(line)
+        if match:
+            events.setdefault(match.group(1), []).append(("mode", match.group(2),
+                                                          match.group(3)))
+            continue
+        match = _LOAD_LINE.search(line)
+        if match:
+            events.setdefault(match.group(1), []).append(("load",))
+    return events

@@ -1,0 +1,160 @@
+"""Real processes for integration tests: a stock TVM tracker, `edge-server`
+daemons and stock `python -m tvm.exec.rpc_server`s, all on 127.0.0.1.
+
+Every process logs to a file under the test's tmp dir; `Proc.log()` reads it
+so a failing assertion can show what the daemon said.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "boards"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("nothing listens on %s:%d after %.0fs" % (HOST, port, timeout))
+
+
+class Proc:
+    """A child process with its output in a log file."""
+
+    def __init__(self, argv, log_path, env=None, cwd=None):
+        self.argv = list(argv)
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "wb")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.popen = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, env=full_env, cwd=cwd,
+                                      start_new_session=True)
+        self.pid = self.popen.pid
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout=None):
+        return self.popen.wait(timeout)
+
+    def stop(self, timeout: float = 10.0):
+        """SIGTERM, then SIGKILL the whole process group; returns the exit code."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        code = self.popen.wait(timeout)
+        self._log.close()
+        return code
+
+
+def start_tracker(tmp_path, port=None) -> "Proc":
+    port = port or free_port()
+    proc = Proc([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", HOST,
+                 "--port", str(port), "--port-end", str(port + 1)],
+                Path(tmp_path) / ("tracker-%d.log" % port))
+    proc.port = port
+    try:
+        wait_port(port)
+    except TimeoutError:
+        proc.stop()
+        raise RuntimeError("tracker did not start:\n" + proc.log())
+    return proc
+
+
+def tracker_summary(port: int) -> dict:
+    from tvm import rpc
+    client = rpc.connect_tracker(HOST, port)
+    try:
+        return client.summary()
+    finally:
+        client.close()
+
+
+def free_servers(port: int, key: str) -> int:
+    info = tracker_summary(port)["queue_info"].get(key)
+    return info["free"] if info else 0
+
+
+def wait_free(port: int, key: str, count: int = 1, timeout: float = 30.0, proc=None) -> None:
+    """Wait until `count` servers for `key` sit in the tracker's free queue."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if free_servers(port, key) >= count:
+            return
+        if proc is not None and not proc.alive():
+            raise RuntimeError("server exited (%s) before registering:\n%s"
+                               % (proc.popen.returncode, proc.log()))
+        time.sleep(0.1)
+    msg = "key %r not free on tracker :%d after %.0fs" % (key, port, timeout)
+    if proc is not None:
+        msg += "\n" + proc.log()
+    raise TimeoutError(msg)
+
+
+def edge_server_argv(*args):
+    return [sys.executable, "-m", "edge_server", *map(str, args)]
+
+
+def start_edge_server(tmp_path, tracker_port=None, key="edge-test", args=(), env=None,
+                      wait=True, name=None) -> "Proc":
+    """Start `edge-server` on a free port; wait until the tracker lists it free."""
+    port = free_port()
+    argv = ["--host", HOST, "--port", port, "--port-end", port + 1, "--key", key]
+    if tracker_port:
+        argv += ["--tracker", "%s:%d" % (HOST, tracker_port)]
+    argv += list(args)
+    log = Path(tmp_path) / ("%s-%d.log" % (name or "edge-server", port))
+    proc = Proc(edge_server_argv(*argv), log, env=env)
+    proc.port = port
+    proc.key = key
+    if wait:
+        if tracker_port:
+            wait_free(tracker_port, key, proc=proc)
+        else:
+            wait_port(port)
+    return proc
+
+
+def start_stock_server(tmp_path, tracker_port, key="stock-test", env=None, wait=True) -> "Proc":
+    port = free_port()
+    argv = [sys.executable, "-m", "tvm.exec.rpc_server", "--host", HOST, "--port", str(port),
+            "--port-end", str(port + 1), "--key", key,
+            "--tracker", "%s:%d" % (HOST, tracker_port)]
+    proc = Proc(argv, Path(tmp_path) / ("stock-server-%d.log" % port), env=env)
+    proc.port = port
+    proc.key = key
+    if wait:
+        wait_free(tracker_port, key, proc=proc)
+    return proc
