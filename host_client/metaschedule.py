@@ -20,7 +20,8 @@ from typing import Optional
 
 from host_client.errors import KeyUnknown, NotAnEdgeServer, ThreadModeRefused
 from host_client.session import connect
-from host_client.tracker import TrackerAddress, default_key, parse_tracker
+from edge_common.address import Address
+from host_client.tracker import default_key, parse_tracker
 
 RANDOM_FILL = "tvm.contrib.random.random_fill_for_measure"
 
@@ -41,7 +42,7 @@ class EdgeSessionFactory:
 
     def __call__(self, rpc_config):
         t0 = time.perf_counter()
-        tracker = str(TrackerAddress(rpc_config.tracker_host, int(rpc_config.tracker_port)))
+        tracker = str(Address(rpc_config.tracker_host, int(rpc_config.tracker_port)))
         session = connect(tracker=tracker, key=rpc_config.tracker_key,
                           thread_mode=self.thread_mode,
                           session_timeout=rpc_config.session_timeout_sec,

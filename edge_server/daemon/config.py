@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence, Tuple
 
+from edge_common.address import parse_address
 from edge_server.daemon.workroot import default_work_root
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
@@ -20,24 +21,6 @@ _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 DEFAULT_PORT = 9090
 DEFAULT_PORT_END = 9199
-
-
-def parse_address(text: str) -> Tuple[str, int]:
-    """"host:port" or "[v6]:port" -> (host, port); ValueError says what is wrong."""
-    host, sep, port_text = text.strip().rpartition(":")
-    if not sep or not host:
-        raise ValueError("tracker address %r is not HOST:PORT (e.g. 10.0.0.2:9190)" % text)
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError("tracker address %r: port %r is not a number" % (text, port_text)) from None
-    if not 1 <= port <= 65535:
-        raise ValueError("tracker address %r: port %d outside 1..65535" % (text, port))
-    if any(c.isspace() for c in host):
-        raise ValueError("tracker address %r: host contains whitespace" % text)
-    return host, port
 
 
 class ConfigError(ValueError):
@@ -195,7 +178,7 @@ def parse_args(argv: Sequence[str], environ: Optional[Mapping[str, str]] = None)
     tracker = None
     if args.tracker is not None:
         try:
-            tracker = parse_address(args.tracker)
+            tracker = parse_address(args.tracker, what="--tracker")
         except ValueError as err:
             raise ConfigError(str(err)) from None
         if not args.key:

@@ -19,20 +19,21 @@ prefixed JSON: UPDATE_INFO {"key": "server:<key>", "addr": [addr, port],
 GET_PENDING_MATCHKEYS to notice a matchkey handed to a client that never came.
 """
 import errno
-import json
 import logging
 import os
 import socket
-import struct
 import time
 from collections import deque
 from typing import Callable, Deque, Optional, Tuple
 
-from tvm.rpc.base import RPC_TRACKER_MAGIC, TrackerCode, random_key
+from tvm.rpc.base import random_key
+
+from edge_common import wire
+from edge_common.oserror import describe, errno_text
+from edge_common.wire import TrackerCode
 
 log = logging.getLogger("edge_server.daemon.tracker")
 
-_INT = struct.Struct("<i")
 # Replies to our messages are tiny; a frame larger than this is not a tracker.
 MAX_FRAME_BYTES = 1 << 20
 
@@ -40,33 +41,6 @@ CONNECT_TIMEOUT = 3.0      # s for the TCP connect and the magic exchange
 REPLY_TIMEOUT = 10.0       # s before an unanswered message means the link is dead
 PENDING_CHECK_PERIOD = 2.0  # s between GET_PENDING_MATCHKEYS while idle
 UNMATCHED_TIMEOUT = 5.0    # s a handed-out matchkey may stay unused before we re-PUT
-
-
-def encode_message(value) -> bytes:
-    """One tracker frame: int32 byte length + compact JSON, as one bytes object."""
-    body = json.dumps(value, separators=(",", ":")).encode("utf-8")
-    return _INT.pack(len(body)) + body
-
-
-class FrameDecoder:
-    """Splits the tracker's byte stream into JSON values."""
-
-    def __init__(self):
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list:
-        self._buf += data
-        values = []
-        while len(self._buf) >= 4:
-            size = _INT.unpack_from(self._buf, 0)[0]
-            if size <= 0 or size > MAX_FRAME_BYTES:
-                raise ValueError("tracker sent a frame of %d bytes" % size)
-            if len(self._buf) < 4 + size:
-                break
-            body = bytes(self._buf[4:4 + size])
-            del self._buf[:4 + size]
-            values.append(json.loads(body.decode("utf-8")))
-        return values
 
 
 class Backoff:
@@ -113,7 +87,7 @@ class TrackerLink:
         self._deadline: Optional[float] = None   # connect/greeting/reply deadline
         self._out = bytearray()
         self._greeting = bytearray()
-        self._decoder = FrameDecoder()
+        self._decoder = wire.FrameDecoder(MAX_FRAME_BYTES)
         self._replies: Deque[Tuple[str, Callable[[object], None], float]] = deque()
         self._idle = False
         self._queued_key: Optional[str] = None   # our matchkey in the tracker's queue
@@ -207,7 +181,7 @@ class TrackerLink:
             if writable and self._out and self._sock is not None:
                 self._flush()
         except (OSError, ValueError) as err:
-            self._fail("%s: %s" % (self._state, _describe(err)))
+            self._fail("%s: %s" % (self._state, describe(err)))
 
     # ---- internals --------------------------------------------------------------
     def _info(self) -> dict:
@@ -222,7 +196,7 @@ class TrackerLink:
                 self.addr[0], self.addr[1], 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)[0]
             sock = socket.socket(family, stype, proto)
         except OSError as err:
-            self._fail("resolving %s: %s" % (self.addr[0], _describe(err)))
+            self._fail("resolving %s: %s" % (self.addr[0], describe(err)))
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -232,33 +206,31 @@ class TrackerLink:
         self._deadline = now + CONNECT_TIMEOUT
         code = sock.connect_ex(sockaddr)
         if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
-            self._fail("connect: %s" % _describe(OSError(code, errno_text(code))))
+            self._fail("connect: %s" % errno_text(code))
         elif code == 0:
             self._finish_connect()
 
     def _finish_connect(self) -> None:
         code = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
-            raise OSError(code, errno_text(code))
+            raise OSError(code, os.strerror(code))
         self._state = "greeting"
         self._greeting = bytearray()
-        self._raw_send(_INT.pack(RPC_TRACKER_MAGIC))
+        self._raw_send(wire.TRACKER_MAGIC_BYTES)
 
     def _read(self) -> None:
         try:
             data = self._sock.recv(65536)
         except (BlockingIOError, InterruptedError):
             return
-        _quickack(self._sock)
+        wire.quickack(self._sock)
         if not data:
             raise OSError(errno.ECONNRESET, "tracker closed the connection")
         if self._state == "greeting":
             self._greeting += data
             if len(self._greeting) < 4:
                 return
-            magic = _INT.unpack_from(self._greeting, 0)[0]
-            if magic != RPC_TRACKER_MAGIC:
-                raise ValueError("%s is not a TVM tracker (magic 0x%x)" % (self.name, magic & 0xFFFFFFFF))
+            wire.check_magic(self._greeting, self.name)
             rest = bytes(self._greeting[4:])
             self._opened()
             data = rest
@@ -275,7 +247,7 @@ class TrackerLink:
     def _opened(self) -> None:
         self._state = "open"
         self._deadline = None
-        self._decoder = FrameDecoder()
+        self._decoder = wire.FrameDecoder(MAX_FRAME_BYTES)
         self._queued_key = None
         self._put_acked = False
         self._send([TrackerCode.UPDATE_INFO, self._info()], "UPDATE_INFO", self._expect_success)
@@ -338,7 +310,7 @@ class TrackerLink:
 
     def _send(self, value, what: str, handler: Callable[[object], None]) -> None:
         self._replies.append((what, handler, self._clock() + REPLY_TIMEOUT))
-        self._raw_send(encode_message(value))
+        self._raw_send(wire.encode(value))
         self.messages_sent += 1
 
     def _raw_send(self, frame: bytes) -> None:
@@ -347,7 +319,7 @@ class TrackerLink:
         try:
             self._flush()
         except OSError as err:
-            self._fail("sending: %s" % _describe(err))
+            self._fail("sending: %s" % describe(err))
 
     def _flush(self) -> None:
         try:
@@ -380,23 +352,3 @@ class TrackerLink:
         self._next_pending_check = None
         self._put_acked = False
         self._queued_key = None
-
-
-def _quickack(sock: socket.socket) -> None:
-    """Acknowledge at once: the tracker writes length and body separately with Nagle on."""
-    quickack = getattr(socket, "TCP_QUICKACK", None)
-    if quickack is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
-        except OSError:
-            pass
-
-
-def errno_text(code: int) -> str:
-    return os.strerror(code)
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.errno:
-        return "%s (%s)" % (err.strerror or err, errno.errorcode.get(err.errno, err.errno))
-    return str(err)

@@ -174,7 +174,7 @@ def test_tracker_and_key_default_to_metaschedules_environment(stack, monkeypatch
 
 
 @pytest.mark.parametrize("text, message", [
-    ("127.0.0.1:0", "port in 1-65535"),
+    ("127.0.0.1:0", "outside 1..65535"),
     ("127.0.0.1:http", "HOST:PORT"),
     (":9190", "HOST:PORT"),
 ])

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from host_client.tracker import TrackerLink, encode, parse_tracker, registered_keys
+from host_client.tracker import TrackerLink, parse_tracker, registered_keys
 
 
 class CountingSocket(socket.socket):
@@ -45,12 +45,6 @@ def test_every_message_is_one_write_on_a_nodelay_socket(tracker):
             size = struct.unpack("<i", frame[:4])[0]
             assert size == len(frame) - 4
             assert json.loads(frame[4:]) == [6]  # TrackerCode.SUMMARY
-
-
-def test_encode_is_the_stock_wire_format():
-    frame = encode([4, "rk3399", "", 1])
-    body = json.dumps([4, "rk3399", "", 1]).encode()
-    assert frame == struct.pack("<i", len(body)) + body
 
 
 def test_registered_keys_reads_server_entries_only():

@@ -12,7 +12,7 @@ from tvm.rpc.base import RPC_TRACKER_MAGIC, TrackerCode
 
 from tests.support import procs
 from edge_server.daemon import tracker as tracker_mod
-from edge_server.daemon.tracker import Backoff, FrameDecoder, TrackerLink, encode_message
+from edge_server.daemon.tracker import Backoff, TrackerLink
 
 EDGE = {"schema": 1, "arch": "x86_64", "classes": [{"name": "big", "cpus": [0, 1]}]}
 
@@ -53,28 +53,6 @@ def raw_request(tracker_port: int, key: str):
     sock.close()
     assert reply[0] == TrackerCode.SUCCESS
     return reply[1]
-
-
-def test_message_is_one_buffer_with_byte_length():
-    frame = encode_message([TrackerCode.PUT, "k", [9090, "k:0.5"], None])
-    size = struct.unpack("<i", frame[:4])[0]
-    assert size == len(frame) - 4
-    assert json.loads(frame[4:]) == [3, "k", [9090, "k:0.5"], None]
-    nonascii = encode_message({"board": "Räspberry"})
-    assert struct.unpack("<i", nonascii[:4])[0] == len(nonascii) - 4
-
-
-def test_frame_decoder_joins_and_splits():
-    stream = encode_message(0) + encode_message(["a", 1]) + encode_message({"x": [1]})
-    decoder = FrameDecoder()
-    values = []
-    for i in range(0, len(stream), 3):
-        values += decoder.feed(stream[i:i + 3])
-    assert values == [0, ["a", 1], {"x": [1]}]
-    with pytest.raises(ValueError, match="frame of"):
-        FrameDecoder().feed(struct.pack("<i", 1 << 30))
-    with pytest.raises(ValueError, match="frame of"):
-        FrameDecoder().feed(struct.pack("<i", -1))
 
 
 def test_backoff_doubles_to_a_cap_and_resets():
