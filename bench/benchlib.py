@@ -19,12 +19,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support import procs  # the real processes on 127.0.0.1
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT_DIR = BENCH / "out"
 RESULTS = BENCH / "RESULTS.md"
 
-from tests.support import procs  # the real processes on 127.0.0.1
 
 NOT_AVAILABLE = "not available"
 
@@ -290,112 +291,5 @@ def workdir(prefix):
             print("bench: logs kept in %s" % path, file=sys.stderr)
 
 
-def edge_available() -> tuple:
-    """(True, "") when `edge-server` can serve sessions here, else (False, why)."""
-    try:
-        import edge_server.cli.serve  # noqa: F401
-    except Exception as err:  # noqa: BLE001 - report why ours is missing
-        return False, "edge_server.cli.serve not importable: %s" % err
-    return True, ""
-
-
-class HostApi:
-    """The host_client functions the benches use, wherever they live."""
-
-    def __init__(self, connect, request_session):
-        self.connect = connect
-        self.request_session = request_session
-
-
-def host_client_api():
-    """(HostApi, "") or (None, why) while host_client is not built yet."""
-    try:
-        import host_client
-        connect = getattr(host_client, "connect", None)
-        request_session = getattr(host_client, "request_session", None)
-        if connect is None or request_session is None:
-            from host_client import session
-            connect = connect or session.connect
-            request_session = request_session or session.request_session
-        return HostApi(connect, request_session), ""
-    except Exception as err:  # noqa: BLE001 - report why ours is missing
-        return None, "host_client not usable: %s: %s" % (type(err).__name__, err)
-
-
 def now() -> float:
     return time.perf_counter()
-
-
-# ---------------------------------------------------------------- tracker polling
-
-
-class TrackerPoller:
-    """Asks the stock tracker for its summary over one kept-open connection.
-
-    Each message goes out in one write on a TCP_NODELAY socket and we ask for
-    an immediate ACK before each read, so a poll costs well under a
-    millisecond instead of tvm.rpc's ~40-90 ms delayed-ACK stall: a
-    start-to-registered time measured with it is not rounded up by the
-    measuring itself.
-    """
-
-    def __init__(self, port, host=None):
-        import socket
-        import struct
-        from tvm.rpc import base
-        self._base, self._struct, self._socket = base, struct, socket
-        self.sock = socket.create_connection((host or procs.HOST, port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
-        if struct.unpack("<i", self._recv(4))[0] != base.RPC_TRACKER_MAGIC:
-            raise RuntimeError("port %d is not a TVM tracker" % port)
-
-    def _recv(self, n):
-        quickack = getattr(self._socket, "TCP_QUICKACK", None)
-        chunks, got = [], 0
-        while got < n:
-            if quickack is not None:
-                self.sock.setsockopt(self._socket.IPPROTO_TCP, quickack, 1)
-            chunk = self.sock.recv(n - got)
-            if not chunk:
-                raise OSError("tracker closed the connection")
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
-
-    def summary(self) -> dict:
-        body = json.dumps([self._base.TrackerCode.SUMMARY]).encode()
-        self.sock.sendall(self._struct.pack("<i", len(body)) + body)
-        size = self._struct.unpack("<i", self._recv(4))[0]
-        reply = json.loads(self._recv(size).decode())
-        if reply[0] != self._base.TrackerCode.SUCCESS:
-            raise RuntimeError("tracker summary failed: %r" % (reply,))
-        return reply[1]
-
-    def free(self, key) -> int:
-        info = self.summary()["queue_info"].get(key)
-        return info["free"] if info else 0
-
-    def wait_free(self, key, timeout=60.0, proc=None, interval=0.002) -> float:
-        """Poll until `key` is free; returns the perf_counter time it was seen."""
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            if self.free(key) >= 1:
-                return time.perf_counter()
-            if proc is not None and not proc.alive():
-                raise RuntimeError("server exited (%s) before registering:\n%s"
-                                   % (proc.popen.returncode, proc.log()[-2000:]))
-            time.sleep(interval)
-        raise TimeoutError("key %r not free after %.0fs" % (key, timeout))
-
-    def close(self):
-        self.sock.close()
-
-
-def format_cpulist(cpus) -> str:
-    """[0, 1, 2, 5] -> "0-2,5" (edge_common.cpulist when importable)."""
-    try:
-        from edge_common.cpulist import format_cpulist as fmt_list
-        return fmt_list(cpus)
-    except Exception:  # noqa: BLE001 - plain fallback
-        return ",".join(str(c) for c in cpus)

@@ -18,6 +18,8 @@ import os
 import sys
 
 from bench import benchlib as bl
+from edge_common.cpulist import format_cpulist
+from host_client import session as host
 
 NAME = "measurement"
 EDGE_KEY = "bench-meas-edge"
@@ -100,9 +102,7 @@ def run(args) -> dict:
     import numpy as np
     data = {"machine": bl.machine(), "rounds": args.rounds, "number": args.number,
             "repeat": args.repeat, "configs": {}, "order": []}
-    host, host_why = bl.host_client_api()
-    edge_ok, edge_why = bl.edge_available()
-    why = "; ".join(w for w in (edge_why, host_why) if w)
+    why = None
     rng = np.random.default_rng(0)
     inputs = (rng.random((N, N), dtype="float32"), rng.random((N, N), dtype="float32"))
     with bl.workdir(NAME) as tmp, bl.Stack(tmp) as stack:
@@ -115,16 +115,15 @@ def run(args) -> dict:
         runs = {STOCK: lambda: stock_sample(stack.port, so_path, inputs, args.number,
                                             args.repeat)}
         modes = []
-        if edge_ok and host is not None:
-            try:
-                stack.edge_server(EDGE_KEY)
-                probe = host.connect("%s:%d" % (bl.procs.HOST, stack.port), EDGE_KEY,
-                                     thread_mode="all")
-                modes = modes_for(probe.topology())
-                probe.release()
-                del probe
-            except Exception as err:  # noqa: BLE001 - ours missing is a row
-                why = "%s: %s" % (type(err).__name__, str(err).splitlines()[0][:300])
+        try:
+            stack.edge_server(EDGE_KEY)
+            probe = host.connect("%s:%d" % (bl.procs.HOST, stack.port), EDGE_KEY,
+                                 thread_mode="all")
+            modes = modes_for(probe.topology())
+            probe.release()
+            del probe
+        except Exception as err:  # noqa: BLE001 - ours failing is a row
+            why = "%s: %s" % (type(err).__name__, str(err).splitlines()[0][:300])
         for mode in modes:
             runs["edge-server `%s`" % mode] = (
                 lambda m=mode: edge_sample(host, stack.port, m, so_path, inputs, args.number,
@@ -182,7 +181,7 @@ def render(data) -> str:
             continue
         m = cfg["session_means_ms"]
         rows.append([name, ", ".join(str(t) for t in cfg["threads"]),
-                     bl.format_cpulist(cfg["cpus"]) if cfg["cpus"] else "TVM's choice",
+                     format_cpulist(cfg["cpus"]) if cfg["cpus"] else "TVM's choice",
                      "%s (median %s)" % (bl.fmt(m["mean"], " ms"), bl.fmt(m["median"], " ms")),
                      bl.fmt(100 * m["cv"], " %") if m.get("cv") is not None else "–",
                      bl.fmt(100 * cfg["within_session_cv"].get("median", 0), " %")])

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from bench import benchlib as bl
-import mshooks
+from bench import mshooks
 
 NAME = "metaschedule"
 SIDES = ["stock", "edge", "stock-edge"]
@@ -157,21 +157,15 @@ def run(args) -> dict:
     data = {"machine": bl.machine(), "trials": args.trials, "per_iter": args.per_iter,
             "pairs": args.pairs, "runs": [], "sides": {}}
     why = {side: None for side in SIDES}
-    edge_ok, edge_why = bl.edge_available()
-    try:
-        import host_client
-        host_client.edge_runner  # noqa: B018 - importable?
-    except Exception as err:  # noqa: BLE001
-        edge_ok, edge_why = False, "host_client.edge_runner not usable: %s" % err
+    edge_why = None
     with bl.workdir(NAME) as tmp, bl.Stack(tmp) as stack:
         stack.stock_server(KEYS["stock"])
         sides = ["stock"]
-        if edge_ok:
-            try:
-                stack.edge_server(KEYS["edge"])
-                sides += ["edge", "stock-edge"]
-            except Exception as err:  # noqa: BLE001
-                edge_why = "edge-server did not register: %s" % str(err).splitlines()[0]
+        try:
+            stack.edge_server(KEYS["edge"])
+            sides += ["edge", "stock-edge"]
+        except Exception as err:  # noqa: BLE001
+            edge_why = "edge-server did not register: %s" % str(err).splitlines()[0]
         for side in ("edge", "stock-edge"):
             why[side] = None if side in sides else edge_why
         if args.sides:

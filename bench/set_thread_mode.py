@@ -16,6 +16,7 @@ import json
 import sys
 
 from bench import benchlib as bl
+from host_client import session as host
 
 NAME = "set_thread_mode"
 EDGE_KEY = "bench-stm-edge"
@@ -54,9 +55,7 @@ def run(args) -> dict:
     data = {"machine": bl.machine(), "calls": args.calls, "fresh": args.fresh, "rows": {},
             "modes": None,
             "refused": {}}
-    host, host_why = bl.host_client_api()
-    edge_ok, edge_why = bl.edge_available()
-    why = "; ".join(w for w in (edge_why, host_why) if w)
+    why = None
     with bl.workdir(NAME) as tmp, bl.Stack(tmp) as stack:
         stack.stock_server(STOCK_KEY)
         tracker = "%s:%d" % (bl.procs.HOST, stack.port)
@@ -64,12 +63,11 @@ def run(args) -> dict:
         stock = rpc.connect_tracker(bl.procs.HOST, stack.port).request(STOCK_KEY)
         stock_cfg = stock.get_function("runtime.config_threadpool")
         session = None
-        if edge_ok and host is not None:
-            try:
-                stack.edge_server(EDGE_KEY)
-                session = host.connect(tracker, EDGE_KEY, thread_mode="all")
-            except Exception as err:  # noqa: BLE001 - ours missing is a row
-                why = "%s: %s" % (type(err).__name__, str(err).splitlines()[0][:300])
+        try:
+            stack.edge_server(EDGE_KEY)
+            session = host.connect(tracker, EDGE_KEY, thread_mode="all")
+        except Exception as err:  # noqa: BLE001 - ours failing is a row
+            why = "%s: %s" % (type(err).__name__, str(err).splitlines()[0][:300])
         series = {"edge.set_thread_mode": [], "edge.thread_state": [],
                   "stock runtime.config_threadpool(1, 0)": [],
                   FIRST_EDGE: [], FIRST_STOCK: []}

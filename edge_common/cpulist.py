@@ -13,11 +13,13 @@ class CpuListError(ValueError):
     """A string that is not a Linux CPU list."""
 
 
-def parse_cpulist(text: str) -> List[int]:
+def parse_cpulist(text: str, repeats: bool = True) -> List[int]:
     """Parse "0-3,6" into [0, 1, 2, 3, 6]: sorted, without duplicates.
 
     An empty or whitespace-only string is the empty set (sysfs writes an empty
-    line for e.g. `isolated` with nothing isolated).
+    line for e.g. `isolated` with nothing isolated). repeats=False refuses a
+    CPU named twice ("1,1", "0-3,2"): the kernel never writes one, and in a
+    thread mode it is a mistake (one thread per CPU), not a request.
     """
     if not isinstance(text, str):
         raise CpuListError("CPU list must be a string, got %r" % (text,))
@@ -29,14 +31,17 @@ def parse_cpulist(text: str) -> List[int]:
         part = part.strip()
         if not part:
             raise CpuListError("empty item in CPU list %r" % text)
-        if "-" in part:
-            lo_s, _, hi_s = part.partition("-")
-            lo, hi = _cpu_id(lo_s, text), _cpu_id(hi_s, text)
-            if hi < lo:
-                raise CpuListError("range %r runs backwards in CPU list %r" % (part, text))
-            cpus.update(range(lo, hi + 1))
-        else:
-            cpus.add(_cpu_id(part, text))
+        lo_s, dash, hi_s = part.partition("-")
+        lo = _cpu_id(lo_s, text)
+        hi = _cpu_id(hi_s, text) if dash else lo
+        if hi < lo:
+            raise CpuListError("range %r runs backwards in CPU list %r; write '%d-%d'"
+                               % (part, text, hi, lo))
+        for cpu in range(lo, hi + 1):
+            if cpu in cpus and not repeats:
+                raise CpuListError("CPU list %r names CPU %d twice; list each CPU once"
+                                   % (text, cpu))
+            cpus.add(cpu)
     return sorted(cpus)
 
 
@@ -46,7 +51,7 @@ def _cpu_id(token: str, whole: str) -> int:
         raise CpuListError("%r is not a CPU number in CPU list %r" % (token, whole))
     value = int(token)
     if value > MAX_CPU_ID:
-        raise CpuListError("CPU %d is beyond the largest supported id %d in %r"
+        raise CpuListError("CPU %d is beyond the largest CPU id %d in %r"
                            % (value, MAX_CPU_ID, whole))
     return value
 

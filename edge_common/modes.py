@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from edge_common.cpulist import MAX_CPU_ID, format_cpulist
+from edge_common.cpulist import MAX_CPU_ID, CpuListError, format_cpulist, parse_cpulist
 
 # A mode is a short word; anything longer is garbage or an attack, and echoing
 # 10 kB back in an error message helps nobody.
@@ -138,38 +138,15 @@ def _count(tail: str, head: str, whole: str) -> int:
 
 
 def _explicit_cpus(tail: str, whole: str) -> Tuple[int, ...]:
-    """Expand a CPU list keeping the written order and refusing repeats
-    (one thread per CPU: naming a CPU twice is a mistake, not a request)."""
+    """The CPUs of a `cpus:` mode, sorted; a CPU named twice is refused."""
     if not tail:
         raise ModeError("thread mode %s has an empty CPU list; write e.g. 'cpus:0-3' or "
                         "'cpus:4,5'" % _echo(whole))
-    cpus: List[int] = []
-    seen = set()
-    for item in tail.split(","):
-        item = item.strip()
-        lo_s, dash, hi_s = item.partition("-")
-        lo = _cpu_id(lo_s.strip(), whole)
-        hi = _cpu_id(hi_s.strip(), whole) if dash else lo
-        if hi < lo:
-            raise ModeError("thread mode %s: range '%s' runs backwards; write '%d-%d'"
-                            % (_echo(whole), item, hi, lo))
-        for cpu in range(lo, hi + 1):
-            if cpu in seen:
-                raise ModeError("thread mode %s names CPU %d twice; each CPU gets one thread, "
-                                "list it once" % (_echo(whole), cpu))
-            cpus.append(cpu)
-            seen.add(cpu)
-    return tuple(sorted(cpus))
-
-
-def _cpu_id(token: str, whole: str) -> int:
-    if not token or not token.isascii() or not token.isdigit():
-        raise ModeError("thread mode %s: %s is not a CPU number; CPU lists look like "
-                        "'0-3' or '4,5'" % (_echo(whole), _echo(token) if token else "an empty item"))
-    if int(token) > MAX_CPU_ID:
-        raise ModeError("thread mode %s: CPU %s is beyond the largest CPU id %d"
-                        % (_echo(whole), _echo(token), MAX_CPU_ID))
-    return int(token)
+    try:
+        return tuple(parse_cpulist(tail, repeats=False))
+    except CpuListError as err:
+        raise ModeError("thread mode %s: %s; CPU lists look like '0-3' or '4,5'"
+                        % (_echo(whole), err)) from None
 
 
 # ---------------------------------------------------------------- resolution

@@ -36,3 +36,15 @@ def test_format_uses_ranges_like_the_kernel():
 @given(st.sets(st.integers(min_value=0, max_value=300)))
 def test_round_trip(cpus):
     assert parse_cpulist(format_cpulist(cpus)) == sorted(cpus)
+
+
+@pytest.mark.parametrize("text, cpu", [("1,1", 1), ("0-3,2", 2), ("4-5,3-4", 4)])
+def test_repeats_are_refused_when_asked_and_merged_otherwise(text, cpu):
+    assert parse_cpulist(text) == sorted(set(parse_cpulist(text)))
+    with pytest.raises(CpuListError, match="names CPU %d twice" % cpu):
+        parse_cpulist(text, repeats=False)
+
+
+def test_a_backwards_range_shows_the_right_way_round():
+    with pytest.raises(CpuListError, match="write '1-3'"):
+        parse_cpulist("3-1")
