@@ -291,5 +291,16 @@ def workdir(prefix):
             print("bench: logs kept in %s" % path, file=sys.stderr)
 
 
+def modes_to_cycle(topology, whole_class: bool = False) -> list:
+    """Modes that keep or shrink the pool `all` made: all, one core of the fastest
+    class, each of the first two usable CPUs (and the whole fastest class)."""
+    classes = topology.ranked_classes()
+    modes = ["all"] + ["%s:1" % c.name for c in classes[:1]]
+    modes += ["cpus:%d" % c for c in topology.usable_cpus()[:2]]
+    if whole_class:
+        modes += [c.name for c in classes[:1]]
+    return modes
+
+
 def now() -> float:
     return time.perf_counter()

@@ -49,17 +49,6 @@ def build_matmul_so(path, n=N) -> str:
     return str(path)
 
 
-def modes_for(topology) -> list:
-    cpus = sorted(c["id"] for c in topology.get("cpus", [])
-                  if c.get("online") is not False and c.get("allowed") is not False)
-    classes = topology.get("classes") or []
-    modes = ["all"]
-    if classes:
-        modes.append("%s:1" % classes[0]["name"])
-    modes += ["cpus:%d" % c for c in cpus[:2]]
-    return modes
-
-
 def sample(remote, so_path, inputs, number, repeat) -> dict:
     """Upload, load, time; returns per-repeat seconds; checks the result."""
     import numpy as np
@@ -119,7 +108,7 @@ def run(args) -> dict:
             stack.edge_server(EDGE_KEY)
             probe = host.connect("%s:%d" % (bl.procs.HOST, stack.port), EDGE_KEY,
                                  thread_mode="all")
-            modes = modes_for(probe.topology())
+            modes = bl.modes_to_cycle(probe.topology())
             probe.release()
             del probe
         except Exception as err:  # noqa: BLE001 - ours failing is a row

@@ -27,21 +27,6 @@ FIRST_STOCK = "stock runtime.config_threadpool(1, 0), first call in a fresh sess
 BLOCK = 20
 
 
-def cycle_modes(topology) -> list:
-    """Modes that shrink or keep the pool made by `all`, from the board's topology."""
-    classes = topology.get("classes") or []
-    cpus = sorted(c["id"] for c in topology.get("cpus", []) if c.get("online") is not False
-                  and c.get("allowed") is not False)
-    modes = ["all"]
-    if classes:
-        top = classes[0]["name"]
-        modes += ["%s:1" % top]
-    modes += ["cpus:%d" % c for c in cpus[:2]]
-    if classes:
-        modes.append(classes[0]["name"])
-    return modes
-
-
 def time_calls(fn, args_list) -> list:
     times = []
     for args in args_list:
@@ -72,7 +57,7 @@ def run(args) -> dict:
                   "stock runtime.config_threadpool(1, 0)": [],
                   FIRST_EDGE: [], FIRST_STOCK: []}
         if session is not None:
-            modes = cycle_modes(session.topology())
+            modes = bl.modes_to_cycle(session.topology(), whole_class=True)
             modes = [m for m in modes if _accepted(session, m, data["refused"])]
             data["modes"] = modes
             state_fn = session.get_function("edge.thread_state")

@@ -14,8 +14,8 @@ take one CPU per physical core (SMT siblings of a chosen core are left out,
 because two threads on one core measure neither); `cpus:` is explicit, so it
 takes what it names, siblings included, but never the same CPU twice.
 
-This module is pure (no TVM, no sysfs): the topology document comes in, a
-CPU list goes out, and everything the board cannot meet is a ModeError that
+This module is pure (no TVM, no sysfs): the topology (edge_common.topology)
+comes in, a CPU list goes out, and everything the board cannot meet is a ModeError that
 says what was asked, what the board has and what would work. Nothing else
 may escape `resolve`, whatever the input: it is the first thing hostile
 strings from the network reach.
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from edge_common.cpulist import MAX_CPU_ID, CpuListError, format_cpulist, parse_cpulist
+from edge_common.topology import CoreClass, Cpu, Topology, as_topology
 
 # A mode is a short word; anything longer is garbage or an attack, and echoing
 # 10 kB back in an error message helps nobody.
@@ -151,44 +152,30 @@ def _explicit_cpus(tail: str, whole: str) -> Tuple[int, ...]:
 
 # ---------------------------------------------------------------- resolution
 
-def _usable(cpu: dict) -> bool:
-    """Online and allowed. None means the probe could not tell; the probe
-    fills both from the kernel's lists, so unknown is taken as yes."""
-    return cpu.get("online") is not False and cpu.get("allowed") is not False
-
-
-def _cpu_table(topology: dict) -> Dict[int, dict]:
-    return {int(c["id"]): c for c in topology.get("cpus") or [] if c.get("id") is not None}
-
-
-def _one_per_core(cpu_ids: List[int], table: Dict[int, dict]) -> List[int]:
+def _one_per_core(cpu_ids: List[int], table: Dict[int, Cpu]) -> List[int]:
     """Lowest-numbered usable CPU of each physical core, in id order."""
     chosen: List[int] = []
     taken = set()
     for cpu in sorted(cpu_ids):
         info = table.get(cpu)
-        if info is None or not _usable(info) or cpu in taken:
+        if info is None or not info.usable or cpu in taken:
             continue
         chosen.append(cpu)
         taken.add(cpu)
-        taken.update(info.get("smt_siblings") or ())
+        taken.update(info.smt_siblings or ())
     return chosen
 
 
-def _classes(topology: dict) -> List[dict]:
-    return sorted(topology.get("classes") or [], key=lambda c: c.get("rank", 0))
-
-
-def _find_class(topology: dict, name: str) -> Optional[dict]:
-    classes = _classes(topology)
+def _find_class(topology: Topology, name: str) -> Optional[CoreClass]:
+    classes = topology.ranked_classes()
     for cls in classes:
-        if cls.get("name") == name:
+        if cls.name == name:
             return cls
     match = _CLASSK_RE.match(name)
     if match:
         rank = int(match.group(1))
         for cls in classes:
-            if cls.get("rank") == rank:
+            if cls.rank == rank:
                 return cls
     # On a one-class board every core is both the biggest and the littlest.
     if name in ("big", "little") and len(classes) == 1:
@@ -196,17 +183,18 @@ def _find_class(topology: dict, name: str) -> Optional[dict]:
     return None
 
 
-def describe(topology: dict) -> str:
+def describe(topology) -> str:
     """One line of what the board offers, for error messages."""
-    table = _cpu_table(topology)
+    topology = as_topology(topology)
+    table = topology.cpu_table()
     parts = []
-    for cls in _classes(topology):
-        cores = _one_per_core(cls.get("cpus") or [], table)
+    for cls in topology.ranked_classes():
+        cores = _one_per_core(cls.cpus, table)
         parts.append("%s (class%s): %d usable core%s%s" % (
-            cls.get("name"), cls.get("rank"), len(cores), "" if len(cores) == 1 else "s",
+            cls.name, cls.rank, len(cores), "" if len(cores) == 1 else "s",
             " (cpus %s)" % format_cpulist(cores) if cores else ""))
-    usable = sorted(c for c, info in table.items() if _usable(info))
-    unusable = sorted(c for c, info in table.items() if not _usable(info))
+    usable = topology.usable_cpus()
+    unusable = sorted(set(table) - set(usable))
     line = "this board has " + ("; ".join(parts) if parts else "no core classes")
     line += "; usable cpus %s" % (format_cpulist(usable) or "none")
     if unusable:
@@ -214,26 +202,30 @@ def describe(topology: dict) -> str:
     return line
 
 
-def _suggestions(topology: dict) -> str:
-    table = _cpu_table(topology)
+def _suggestions(topology: Topology) -> str:
+    table = topology.cpu_table()
     names = ["all"]
-    for cls in _classes(topology):
-        cores = _one_per_core(cls.get("cpus") or [], table)
+    for cls in topology.ranked_classes():
+        cores = _one_per_core(cls.cpus, table)
         if cores:
-            names.append(str(cls.get("name")))
-            names.append("%s:%d" % (cls.get("name"), len(cores)))
-    usable = sorted(c for c, info in table.items() if _usable(info))
+            names.append(cls.name)
+            names.append("%s:%d" % (cls.name, len(cores)))
+    usable = topology.usable_cpus()
     if usable:
         names.append("cpus:" + format_cpulist(usable))
     return ", ".join(names)
 
 
-def resolve(topology: dict, mode) -> Resolution:
-    """The CPUs `mode` means on this board; ModeError if it cannot be met."""
+def resolve(topology, mode) -> Resolution:
+    """The CPUs `mode` means on this board; ModeError if it cannot be met.
+
+    topology: a Topology, or the document as a dict (parsed on every call:
+    a caller that resolves often passes the Topology)."""
     spec = parse(mode)
+    topology = as_topology(topology)
     if spec.kind == "cpus":
         return _resolve_cpus(topology, spec)
-    table = _cpu_table(topology)
+    table = topology.cpu_table()
     if spec.kind == "all":
         cpus = _one_per_core(list(table), table)
         if not cpus:
@@ -241,47 +233,45 @@ def resolve(topology: dict, mode) -> Resolution:
         return Resolution("all", cpus, None)
     cls = _find_class(topology, spec.name)
     if cls is None:
-        names = [str(c.get("name")) for c in _classes(topology)]
+        names = [c.name for c in topology.ranked_classes()]
         raise ModeError("thread mode %s asks for class '%s', which this board does not have "
                         "(its classes are %s); %s; try %s"
                         % (_echo(spec.text()), spec.name, ", ".join(names) or "none",
                            describe(topology), _suggestions(topology)))
-    cores = _one_per_core(cls.get("cpus") or [], table)
-    name = str(cls.get("name"))
+    cores = _one_per_core(cls.cpus, table)
     if not cores:
         raise ModeError("thread mode %s: class '%s' has no usable core (cpus %s are offline or "
                         "not allowed); %s; try %s"
-                        % (_echo(spec.text()), name, format_cpulist(cls.get("cpus") or []) or "none",
+                        % (_echo(spec.text()), cls.name, format_cpulist(cls.cpus) or "none",
                            describe(topology), _suggestions(topology)))
     if spec.count is None:
-        return Resolution(spec.text(), cores, name)
+        return Resolution(spec.text(), cores, cls.name)
     if spec.count > len(cores):
         raise ModeError("thread mode %s asks for %d %s cores but this board has %d (cpus %s); "
                         "try %s:%d or %s"
                         % (_echo(spec.text()), spec.count, spec.name, len(cores),
                            format_cpulist(cores), spec.name, len(cores), spec.name))
-    return Resolution(spec.text(), cores[:spec.count], name)
+    return Resolution(spec.text(), cores[:spec.count], cls.name)
 
 
-def _resolve_cpus(topology: dict, spec: ModeSpec) -> Resolution:
-    table = _cpu_table(topology)
-    present = sorted(table)
-    usable = sorted(c for c, info in table.items() if _usable(info))
+def _resolve_cpus(topology: Topology, spec: ModeSpec) -> Resolution:
+    table = topology.cpu_table()
+    usable = topology.usable_cpus()
     for cpu in spec.cpus or ():
         info = table.get(cpu)
         if info is None:
             raise ModeError("thread mode %s names CPU %d, which this board does not have "
                             "(present cpus %s); %s; try cpus:%s"
-                            % (_echo(spec.text()), cpu, format_cpulist(present) or "none",
+                            % (_echo(spec.text()), cpu, format_cpulist(table) or "none",
                                describe(topology), format_cpulist(usable) or "0"))
-        if info.get("online") is False:
+        if info.online is False:
             raise ModeError("thread mode %s names CPU %d, which is offline; usable cpus are %s"
                             % (_echo(spec.text()), cpu, format_cpulist(usable) or "none"))
-        if info.get("allowed") is False:
+        if info.allowed is False:
             raise ModeError("thread mode %s names CPU %d, which this server may not use (not in "
                             "its affinity mask); usable cpus are %s"
                             % (_echo(spec.text()), cpu, format_cpulist(usable) or "none"))
     cpus = list(spec.cpus or ())
-    classes = {table[c].get("class") for c in cpus}
+    classes = {table[c].cls for c in cpus}
     cls = classes.pop() if len(classes) == 1 else None
     return Resolution(spec.text(), cpus, cls)

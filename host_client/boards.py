@@ -4,10 +4,15 @@ edge-server puts its topology document under "edge" in the tracker's
 UPDATE_INFO; the tracker stores it verbatim and returns it in
 summary()["server_info"]. Stock servers have no such field: they are listed
 too, with `edge=False`, so a user sees why thread modes will not work there.
+A board whose document does not follow the schema is listed with the reason
+in `topology_error`, so one broken board never hides the others.
 """
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from edge_common.address import format_address
+from edge_common.render import describe_classes as _describe
+from edge_common.topology import CoreClass, Topology, TopologyError
 from host_client.tracker import TrackerLink, parse_tracker
 
 
@@ -19,68 +24,43 @@ class Board:
     key_free: int                    # free servers of this key on the tracker
     key_pending: int                 # requests waiting for this key
     key_total: int                   # registered servers of this key
-    topology: Optional[dict] = None  # the board's topology document
+    topology: Optional[Topology] = None   # the board's topology document
+    topology_error: Optional[str] = None  # why an announced document was not usable
     info: dict = field(default_factory=dict)  # the raw server_info entry
 
     @property
-    def classes(self) -> List[dict]:
-        return list((self.topology or {}).get("classes") or [])
+    def classes(self) -> List[CoreClass]:
+        return self.topology.ranked_classes() if self.topology else []
 
     @property
     def cores(self) -> Optional[int]:
         if not self.topology:
             return None
-        return sum(1 for cpu in self.topology.get("cpus", []) if cpu.get("online") is not False)
+        return sum(1 for cpu in self.topology.cpus if cpu.online is not False)
 
     @property
     def arch(self) -> Optional[str]:
-        return (self.topology or {}).get("arch")
+        return self.topology.arch if self.topology else None
 
     @property
     def suggested_target(self) -> Optional[dict]:
-        return (self.topology or {}).get("tvm_target")
+        return self.topology.tvm_target if self.topology else None
 
     def describe_classes(self) -> str:
         """'big 2×cortex-a72@1.8GHz, little 4×cortex-a53@1.4GHz' (or why not)."""
         if not self.edge:
             return "stock TVM server (no thread modes)"
-        return describe_classes(self.topology or {}) or "unknown topology"
+        if self.topology is None:
+            return "unusable topology: %s" % self.topology_error
+        return _describe(self.topology) or "no core classes"
 
     def to_json(self) -> dict:
         return {"key": self.key, "address": self.address, "edge": self.edge,
                 "free": self.key_free, "pending": self.key_pending, "total": self.key_total,
-                "classes": self.classes, "cores": self.cores, "arch": self.arch,
-                "suggested_target": self.suggested_target,
-                "board": (self.topology or {}).get("board")}
-
-
-def describe_classes(topology: dict) -> str:
-    parts = []
-    for cls in sorted(topology.get("classes") or [], key=lambda c: c.get("rank", 0)):
-        count = len(cls.get("cpus") or [])
-        if cls.get("uarch"):
-            text = "%s %d×%s" % (cls.get("name"), count, cls["uarch"])
-        else:
-            text = "%s %d core%s" % (cls.get("name"), count, "" if count == 1 else "s")
-        if cls.get("max_freq_khz"):
-            text += "@%sGHz" % _ghz(cls["max_freq_khz"])
-        parts.append(text)
-    return ", ".join(parts)
-
-
-def _ghz(khz: int) -> str:
-    text = "%.2f" % (khz / 1e6)
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def topology_of(info: dict) -> Optional[dict]:
-    """The topology document in a server_info entry, if the server sent one."""
-    edge = info.get("edge")
-    if not isinstance(edge, dict):
-        return None
-    if isinstance(edge.get("topology"), dict):
-        return edge["topology"]
-    return edge if "classes" in edge or "cpus" in edge else None
+                "classes": [c.to_dict() for c in self.classes], "cores": self.cores,
+                "arch": self.arch, "suggested_target": self.suggested_target,
+                "board": self.topology.board if self.topology else None,
+                "topology_error": self.topology_error}
 
 
 def boards_from_summary(summary: dict) -> List[Board]:
@@ -96,13 +76,31 @@ def boards_from_summary(summary: dict) -> List[Board]:
         key = info["key"].split(":", 1)[1]
         addr = info.get("addr") or [None, None]
         queue = queues.get(key) or {}
-        topology = topology_of(info)
-        boards.append(Board(key=key, address="%s:%s" % (addr[0], addr[1]),
+        topology, error = _topology(info)
+        boards.append(Board(key=key, address=_address(addr),
                             edge="edge" in info, key_free=int(queue.get("free", 0)),
                             key_pending=int(queue.get("pending", 0)), key_total=totals[key],
-                            topology=topology, info=info))
+                            topology=topology, topology_error=error, info=info))
     boards.sort(key=lambda b: (b.key, b.address))
     return boards
+
+
+def _address(addr) -> str:
+    """The tracker's [host, port] as HOST:PORT (IPv6 in brackets)."""
+    try:
+        return format_address(str(addr[0]), int(addr[1]))
+    except (TypeError, ValueError, IndexError):
+        return "%s" % (addr,)
+
+
+def _topology(info: dict):
+    """(Topology, None), (None, why) for a malformed one, (None, None) for a stock server."""
+    if "edge" not in info:
+        return None, None
+    try:
+        return Topology.from_dict(info["edge"], "edge"), None
+    except TopologyError as err:
+        return None, str(err)
 
 
 def list_boards(tracker: Optional[str] = None, timeout: float = 10.0) -> List[Board]:
@@ -110,12 +108,3 @@ def list_boards(tracker: Optional[str] = None, timeout: float = 10.0) -> List[Bo
     TVM_TRACKER_HOST/PORT), edge-server boards with their capabilities."""
     with TrackerLink(parse_tracker(tracker), timeout=timeout) as link:
         return boards_from_summary(link.summary())
-
-
-def pending_keys(tracker: Optional[str] = None, timeout: float = 10.0) -> dict:
-    """Keys with requests waiting but no server registered: {key: pending}."""
-    with TrackerLink(parse_tracker(tracker), timeout=timeout) as link:
-        summary = link.summary()
-    listed = {b.key for b in boards_from_summary(summary)}
-    return {k: q.get("pending", 0) for k, q in (summary.get("queue_info") or {}).items()
-            if k not in listed and q.get("pending", 0)}

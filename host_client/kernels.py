@@ -10,18 +10,17 @@ import shutil
 from dataclasses import dataclass
 from typing import Optional
 
+from edge_common.arch import normalise
 from host_client.errors import CrossCompilerMissing
 
-# Board arch (topology "arch" / uname -m) -> cross gcc and the Debian package with it.
+# Board arch (edge_common.arch.normalise of topology "arch") -> cross gcc, Debian package.
 CROSS_GCC = {
     "aarch64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
-    "arm64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
     "armv7l": ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
     "armv8l": ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
     "x86_64": ("x86_64-linux-gnu-gcc", "gcc-x86-64-linux-gnu"),
     "riscv64": ("riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu"),
 }
-_SAME_ARCH = {"arm64": "aarch64", "amd64": "x86_64"}
 
 
 @dataclass(frozen=True)
@@ -33,20 +32,13 @@ class Kernel:
     dtype: str = "float32"
 
 
-def normalise_arch(arch: Optional[str]) -> Optional[str]:
-    if not arch:
-        return None
-    arch = arch.lower()
-    return _SAME_ARCH.get(arch, arch)
-
-
 def host_arch() -> str:
-    return normalise_arch(platform.machine()) or "unknown"
+    return normalise(platform.machine()) or "unknown"
 
 
 def compiler_for(board_arch: Optional[str]):
     """The `fcompile` for export_library: None (host g++) or a cross compiler."""
-    arch = normalise_arch(board_arch)
+    arch = normalise(board_arch)
     if arch is None or arch == host_arch():
         return None
     gcc, package = CROSS_GCC.get(arch, ("%s-linux-gnu-gcc" % arch, "gcc-%s-linux-gnu" % arch))

@@ -18,9 +18,10 @@ import os
 import time
 from typing import Optional
 
+from edge_common.address import Address
+from edge_common.topology import Topology
 from host_client.errors import KeyUnknown, NotAnEdgeServer, ThreadModeRefused
 from host_client.session import connect
-from edge_common.address import Address
 from host_client.tracker import default_key, parse_tracker
 
 RANDOM_FILL = "tvm.contrib.random.random_fill_for_measure"
@@ -148,7 +149,7 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
     return runner
 
 
-def check_board(tracker: str, key: str, thread_mode: str) -> dict:
+def check_board(tracker: str, key: str, thread_mode: str) -> Topology:
     """The topology of an edge-server board of `key` that accepts `thread_mode`."""
     from edge_common.modes import ModeError, resolve
 
@@ -158,6 +159,12 @@ def check_board(tracker: str, key: str, thread_mode: str) -> dict:
     if not boards:
         raise KeyUnknown("no board with key %r on the tracker %s" % (key, tracker))
     edge = [b for b in boards if b.topology is not None]
+    broken = [b for b in boards if b.edge and b.topology is None]
+    if not edge and broken:
+        raise NotAnEdgeServer("the edge-server boards with key %r announce a topology this "
+                              "client cannot read (%s: %s); run the same edge-server version "
+                              "on the boards and the host"
+                              % (key, broken[0].address, broken[0].topology_error))
     if not edge:
         raise NotAnEdgeServer("the boards with key %r (%s) run stock TVM servers without thread "
                               "modes; run edge-server there"

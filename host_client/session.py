@@ -14,6 +14,7 @@ from typing import Dict, Optional, Tuple
 from tvm import rpc
 from tvm.rpc import _ffi_api
 
+from edge_common.topology import Topology, TopologyError
 from host_client.errors import NotAnEdgeServer, SessionError, ThreadModeRefused
 from host_client.tracker import TrackerLink, default_key, parse_tracker
 
@@ -37,7 +38,7 @@ class EdgeSession(rpc.RPCSession):
         self.key = key
         self.thread_state: Optional[dict] = None
         self.timings_ms: Dict[str, float] = {}
-        self._topology: Optional[dict] = None
+        self._topology: Optional[Topology] = None
 
     @property
     def board(self) -> str:
@@ -74,10 +75,17 @@ class EdgeSession(rpc.RPCSession):
         self.thread_state = json.loads(self._edge_function(STATE_FUNC)())
         return self.thread_state
 
-    def topology(self) -> dict:
-        """The board's topology document (cached: it does not change in a session)."""
+    def topology(self) -> Topology:
+        """The board's topology (cached: it does not change in a session)."""
         if self._topology is None:
-            self._topology = json.loads(self._edge_function(TOPOLOGY_FUNC)())
+            text = self._edge_function(TOPOLOGY_FUNC)()
+            try:
+                self._topology = Topology.from_dict(json.loads(text), "edge.topology")
+            except (ValueError, TopologyError) as err:
+                raise SessionError("board %s (key %r) answered edge.topology with a document "
+                                   "this client cannot read (%s); run the same edge-server "
+                                   "version on the board and the host" % (self.board, self.key,
+                                                                          err)) from None
         return self._topology
 
     def release(self) -> None:

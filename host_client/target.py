@@ -8,28 +8,30 @@ count) and, on ARM, mcpu (the core class the mode runs on).
 """
 from typing import Optional
 
+from edge_common.arch import is_arm
+from edge_common.topology import Topology, as_topology
 from host_client.boards import Board
 
-ARM_ARCHES = ("aarch64", "arm64", "armv7l", "armv8l", "armv7", "arm")
 
-
-def topology_from(board_or_topology) -> dict:
-    """Accept a Board, an EdgeSession, an edge_runner, or a topology dict."""
-    if isinstance(board_or_topology, dict):
-        return board_or_topology
+def topology_from(board_or_topology) -> Topology:
+    """Accept a Board, an EdgeSession, an edge_runner, a Topology or a topology dict."""
+    if isinstance(board_or_topology, (Topology, dict)):
+        return as_topology(board_or_topology)
     if isinstance(board_or_topology, Board):
         if board_or_topology.topology is None:
-            raise ValueError("board %s (key %r) runs a stock TVM server and announces no "
-                             "topology; run edge-server there, or build the target yourself"
-                             % (board_or_topology.address, board_or_topology.key))
+            raise ValueError("board %s (key %r) announces no usable topology (%s); run "
+                             "edge-server there, or build the target yourself"
+                             % (board_or_topology.address, board_or_topology.key,
+                                board_or_topology.topology_error or "a stock TVM server"))
         return board_or_topology.topology
     topology = getattr(board_or_topology, "topology", None)
     if callable(topology):  # an EdgeSession
         return topology()
-    if isinstance(topology, dict):  # an edge_runner
+    if isinstance(topology, Topology):  # an edge_runner
         return topology
     raise TypeError("target_for needs a Board, an EdgeSession, an edge_runner (made with "
-                    "check=True) or a topology dict, not %s" % type(board_or_topology).__name__)
+                    "check=True), a Topology or a topology dict, not %s"
+                    % type(board_or_topology).__name__)
 
 
 def mode_from(board_or_topology, thread_mode: Optional[str]) -> str:
@@ -51,15 +53,15 @@ def target_dict_for(board_or_topology, thread_mode: Optional[str] = None) -> dic
 
     topology = topology_from(board_or_topology)
     thread_mode = mode_from(board_or_topology, thread_mode)
-    base = topology.get("tvm_target")
-    if not isinstance(base, dict) or "kind" not in base:
+    base = topology.tvm_target
+    if base is None or "kind" not in base:
         raise ValueError("the topology has no usable tvm_target (got %r); the board's "
                          "edge-server is too old or its probe failed" % (base,))
     resolution = resolve(topology, thread_mode)
     target = dict(base)
     target["num-cores"] = len(resolution.cpus)
     uarch = _mode_uarch(topology, resolution)
-    if uarch and str(topology.get("arch", "")).lower() in ARM_ARCHES:
+    if uarch and is_arm(topology.arch):
         target["mcpu"] = uarch
     return target
 
@@ -75,12 +77,11 @@ def target_for(board_or_topology, thread_mode: Optional[str] = None):
     return tvm.target.Target(target_dict_for(board_or_topology, thread_mode))
 
 
-def _mode_uarch(topology: dict, resolution) -> Optional[str]:
+def _mode_uarch(topology: Topology, resolution) -> Optional[str]:
     """The uarch of the class the mode runs on; None if it spans several."""
-    classes = {c.get("name"): c for c in topology.get("classes") or []}
+    classes = {c.name: c for c in topology.classes}
     if resolution.cls and resolution.cls in classes:
-        return classes[resolution.cls].get("uarch")
-    by_cpu = {cpu.get("id"): cpu for cpu in topology.get("cpus") or []}
-    uarches = {by_cpu.get(i, {}).get("uarch") for i in resolution.cpus}
+        return classes[resolution.cls].uarch
+    table = topology.cpu_table()
+    uarches = {table[i].uarch if i in table else None for i in resolution.cpus}
     return uarches.pop() if len(uarches) == 1 else None
-

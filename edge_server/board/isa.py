@@ -7,6 +7,8 @@ kernel does not report traps at run time even if the core has it.
 """
 from typing import Iterable, List, Optional, Tuple
 
+from edge_common.arch import family
+
 from edge_server.board.procinfo import ProcessorRecord
 
 # aarch64: kernel hwcap names -> LLVM features. An entry with several hwcaps
@@ -69,10 +71,9 @@ def mattr(isa: Iterable[str], arch: Optional[str]) -> List[str]:
     the features; unknown arches get [] rather than a guess.
     """
     have = {w.lower() for w in isa}
-    arch = (arch or "").lower()
-    if arch in ("aarch64", "arm64", "aarch64_be"):
+    if family(arch) == "aarch64":
         return [attr for needs, attr in _AARCH64 if all(n in have for n in needs)]
-    if arch.startswith("arm"):
+    if family(arch) == "arm":
         return _arm32(have)
     return []
 

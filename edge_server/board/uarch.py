@@ -19,6 +19,8 @@ Silver parts with the Cortex-A53/A55 ones). Qualcomm's pre-production
 """
 from typing import Dict, Optional, Tuple
 
+from edge_common.arch import family
+
 # LLVM version of the apache-tvm wheel pinned in setup.cfg (0.27.0.post1).
 PINNED_TVM_LLVM_MAJOR = 22
 
@@ -315,12 +317,7 @@ def llvm_cpu(uarch: str, llvm_major: Optional[int] = None,
 def _backend(arch: Optional[str]) -> Optional[str]:
     if arch is None:
         return None
-    arch = arch.lower()
-    if arch in ("aarch64", "arm64", "aarch64_be"):
-        return "a64"
-    if arch.startswith("arm"):
-        return "a32"
-    return "other"
+    return {"aarch64": "a64", "arm": "a32"}.get(family(arch), "other")
 
 
 def perf_rank(uarch: Optional[str]) -> Optional[int]:

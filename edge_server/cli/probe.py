@@ -9,10 +9,10 @@ import argparse
 import json
 import os
 import sys
-import textwrap
 from typing import List, Optional
 
-from edge_common.cpulist import format_cpulist
+from edge_common.render import render
+from edge_common.topology import Topology, TopologyError
 from edge_server.board.topology import ProbeError, probe
 
 
@@ -24,14 +24,14 @@ def main(argv: Optional[List[str]] = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        doc = probe(args.root)
-    except ProbeError as exc:
+        topology = Topology.from_dict(probe(args.root))
+    except (ProbeError, TopologyError) as exc:
         print("edge-server probe: %s" % exc, file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(topology.to_dict(), indent=2))
     else:
-        print(render(doc, args.root))
+        print(render(topology, None if args.root == "/" else args.root))
     return 0
 
 
@@ -47,49 +47,3 @@ def _parser() -> argparse.ArgumentParser:
                              "(a fixture or a capture from a board); the allowed set is "
                              "then every online CPU")
     return parser
-
-
-def render(doc: dict, root: str = "/") -> str:
-    """The document as tables, unknown values shown as "-"."""
-    lines = ["board: %s   arch: %s%s" % (_v(doc.get("board")), _v(doc.get("arch")),
-                                         "" if root == "/" else "   (read from %s)" % root)]
-    lines += ["", "core classes (rank 0 = fastest):"]
-    lines += _table(["rank", "class", "cpus", "uarch", "max MHz", "capacity"],
-                    [[c["rank"], c["name"], format_cpulist(c["cpus"]), c["uarch"],
-                      _mhz(c["max_freq_khz"]), c["capacity"]] for c in doc["classes"]])
-    lines += ["", "clusters:"]
-    lines += _table(["cluster", "cpus", "class"],
-                    [[c["id"], format_cpulist(c["cpus"]), c["class"]] for c in doc["clusters"]])
-    lines += ["", "cpus:"]
-    lines += _table(["cpu", "online", "allowed", "class", "cluster", "uarch", "midr", "max MHz",
-                     "capacity", "core", "pkg", "smt siblings"],
-                    [[c["id"], _yes(c["online"]), _yes(c["allowed"]), c["class"], c["cluster"],
-                      c["uarch"], c["midr"], _mhz(c["max_freq_khz"]), c["capacity"],
-                      c["core_id"], c["package"],
-                      None if c["smt_siblings"] is None else format_cpulist(c["smt_siblings"])]
-                     for c in doc["cpus"]])
-    lines += [""] + textwrap.wrap("isa: %s" % (" ".join(doc["isa"]) or "-"), width=100,
-                                  subsequent_indent="     ", break_on_hyphens=False)
-    lines += ["tvm target: %s" % json.dumps(doc["tvm_target"])]
-    if doc["warnings"]:
-        lines += ["", "warnings:"] + ["  - " + w for w in doc["warnings"]]
-    return "\n".join(lines)
-
-
-def _table(header: List[str], rows: List[list]) -> List[str]:
-    cells = [header] + [[_v(x) for x in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-            for row in cells]
-
-
-def _v(value) -> str:
-    return "-" if value is None else str(value)
-
-
-def _yes(flag: Optional[bool]) -> Optional[str]:
-    return None if flag is None else ("yes" if flag else "no")
-
-
-def _mhz(khz: Optional[int]) -> Optional[str]:
-    return None if khz is None else "%g" % (khz / 1000.0)

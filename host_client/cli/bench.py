@@ -119,15 +119,18 @@ def bench_modes(tracker: str, key: str, modes: List[str], kernel: Kernel, *,
     return results
 
 
-def default_modes(topology: dict) -> List[str]:
+def default_modes(topology) -> List[str]:
     """all, then each class and one core of each class, skipping modes that
-    would name the same cores as one already listed."""
+    would name the same cores as one already listed. topology: a Topology
+    (or its dict)."""
     from edge_common.modes import ModeError, resolve
+    from edge_common.topology import as_topology
 
+    topology = as_topology(topology)
     modes, seen = [], set()
     candidates = ["all"]
-    for cls in sorted(topology.get("classes") or [], key=lambda c: c.get("rank", 0)):
-        candidates += [cls["name"], "%s:1" % cls["name"]]
+    for cls in topology.ranked_classes():
+        candidates += [cls.name, "%s:1" % cls.name]
     for mode in candidates:
         try:
             cpus = tuple(resolve(topology, mode).cpus)

@@ -111,8 +111,7 @@ def one_core_mode(tracker: str) -> str:
     from host_client.boards import list_boards
 
     board = next(b for b in list_boards(tracker) if b.key == KEY)
-    fastest = min(board.classes, key=lambda c: c.get("rank", 0))
-    return "%s:1" % fastest["name"]
+    return "%s:1" % board.classes[0].name   # ranked: the fastest first
 
 
 def tune(tracker: str, mode: str, trials: int, work_dir: str) -> dict:

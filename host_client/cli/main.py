@@ -116,12 +116,13 @@ def cmd_probe(args) -> int:
     topology, state, board = session.topology(), session.thread_state, session.board
     session.release()
     del session
-    targets = {"suggested": topology.get("tvm_target")}
+    targets = {"suggested": topology.tvm_target}
     if args.mode:
         targets[args.mode] = target_dict_for(topology, args.mode)
     if args.json:
         print(json.dumps({"board": board, "key": args.key or os.environ.get("TVM_TRACKER_KEY"),
-                          "topology": topology, "thread_state": state, "targets": targets},
+                          "topology": topology.to_dict(), "thread_state": state,
+                          "targets": targets},
                          indent=2))
     else:
         print(tables.probe_text(board, topology, state, targets))
@@ -184,10 +185,13 @@ def _edge_board(boards, key: str, tracker: str):
         known = ", ".join(sorted({b.key for b in boards})) or "none"
         raise KeyUnknown("no board with key %r on the tracker %s (registered keys: %s)"
                          % (key, tracker, known))
-    edge = [b for b in mine if b.edge and b.topology]
+    edge = [b for b in mine if b.topology is not None]
     if not edge:
-        raise NotAnEdgeServer("board %s (key %r) runs a stock TVM RPC server without thread "
-                              "modes; run edge-server there" % (mine[0].address, key))
+        board = mine[0]
+        why = ("announces a topology this client cannot read (%s); run the same edge-server "
+               "version on the board and the host" % board.topology_error if board.edge else
+               "runs a stock TVM RPC server without thread modes; run edge-server there")
+        raise NotAnEdgeServer("board %s (key %r) %s" % (board.address, key, why))
     return edge[0]
 
 

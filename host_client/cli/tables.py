@@ -1,66 +1,30 @@
-"""Plain-text tables and the progress bar of `edge-client`."""
+"""The text `edge-client` prints: boards, a board's topology, bench results and
+the progress bar. Tables and the topology view are edge_common.render's, the
+same that `edge-server probe` prints on the board."""
 import json
-import textwrap
-from typing import List, Optional, Sequence
+from typing import Optional
 
-from host_client.boards import describe_classes
-
-
-def table(headers: Sequence[str], rows: List[Sequence[str]], right: Sequence[int] = ()) -> str:
-    """Columns padded to their widest cell; `right` = indexes right-aligned."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(str(c))) for w, c in zip(widths, row)]
-
-    def fmt(cells):
-        out = []
-        for i, (cell, width) in enumerate(zip(cells, widths)):
-            out.append(str(cell).rjust(width) if i in right else str(cell).ljust(width))
-        return "  ".join(out).rstrip()
-
-    lines = [fmt(headers), "  ".join("-" * w for w in widths)]
-    lines += [fmt(r) for r in rows]
-    return "\n".join(lines)
+from edge_common.render import cpus_text, describe_classes, render, table
+from edge_common.topology import Topology
 
 
 def boards_table(boards) -> str:
-    rows = []
-    for b in boards:
-        rows.append([b.key, b.address, "edge" if b.edge else "stock",
-                     "%d/%d" % (b.key_free, b.key_total), str(b.key_pending),
-                     b.describe_classes()])
-    return table(["KEY", "ADDRESS", "SERVER", "FREE", "PENDING", "CORE CLASSES"], rows,
-                 right=(3, 4))
+    rows = [[b.key, b.address, "edge" if b.edge else "stock",
+             "%d/%d" % (b.key_free, b.key_total), b.key_pending, b.describe_classes()]
+            for b in boards]
+    return "\n".join(table(["KEY", "ADDRESS", "SERVER", "FREE", "PENDING", "CORE CLASSES"],
+                           rows, right=(3, 4)))
 
 
-def probe_text(board: str, topology: dict, state: Optional[dict], targets: dict) -> str:
-    lines = ["board     %s (%s, %s)" % (board, topology.get("board") or "unnamed board",
-                                         topology.get("arch") or "unknown arch"),
-             "classes   %s" % (describe_classes(topology) or "none")]
-    rows = []
-    for cls in sorted(topology.get("classes") or [], key=lambda c: c.get("rank", 0)):
-        rows.append([cls.get("name"), str(cls.get("rank")), _cpus(cls.get("cpus")),
-                     cls.get("uarch") or "-", _mhz(cls.get("max_freq_khz")),
-                     str(cls.get("capacity") if cls.get("capacity") is not None else "-")])
-    if rows:
-        lines += ["", table(["CLASS", "RANK", "CPUS", "UARCH", "MAX MHZ", "CAPACITY"], rows,
-                            right=(1, 4, 5))]
-    offline = [c["id"] for c in topology.get("cpus") or [] if c.get("online") is False]
-    disallowed = [c["id"] for c in topology.get("cpus") or [] if c.get("allowed") is False]
-    if offline:
-        lines.append("offline   cpus %s" % _cpus(offline))
-    if disallowed:
-        lines.append("not allowed  cpus %s" % _cpus(disallowed))
-    if topology.get("isa"):
-        lines += textwrap.wrap(" ".join(topology["isa"]), width=100,
-                               initial_indent="isa       ", subsequent_indent=" " * 10)
+def probe_text(board: str, topology: Topology, state: Optional[dict], targets: dict) -> str:
+    """The board's topology as `edge-server probe` shows it, then this session's
+    threads and the targets asked for."""
+    lines = ["server: %s" % board, render(topology)]
     if state:
-        lines.append("session   mode %s on cpus %s, %s threads" % (
-            state.get("mode"), _cpus(state.get("cpus")), state.get("nthreads")))
+        lines.append("session: mode %s on cpus %s, %s threads" % (
+            state.get("mode"), cpus_text(state.get("cpus")), state.get("nthreads")))
     for name, target in targets.items():
-        lines.append("target    %s: %s" % (name, json.dumps(target, sort_keys=True)))
-    for warning in topology.get("warnings") or []:
-        lines.append("warning   %s" % warning)
+        lines.append("target %s: %s" % (name, json.dumps(target, sort_keys=True)))
     return "\n".join(lines)
 
 
@@ -69,32 +33,20 @@ def bench_table(results, board, kernel_label: str) -> str:
     rows, notes = [], []
     for r in results:
         if r.error:
-            rows.append([r.mode, _cpus(r.cpus), "-", "-", "-", "-", "failed"])
+            rows.append([r.mode, cpus_text(r.cpus), "-", "-", "-", "-", "failed"])
             notes.append("%s: %s" % (r.mode, r.error))
             continue
         rel = baseline / r.mean_ms if baseline and r.mean_ms else None
         if r.correct is False:
             notes.append("%s: the kernel's output differs from numpy's" % r.mode)
-        rows.append([r.mode, _cpus(r.cpus), str(r.nthreads), "%.3f" % r.mean_ms,
+        rows.append([r.mode, cpus_text(r.cpus), str(r.nthreads), "%.3f" % r.mean_ms,
                      "%.3f" % r.stddev_ms, "%.1f%%" % (100 * (r.cv or 0)),
                      "%.2fx" % rel if rel else "-"])
     head = "%s on %s (key %s), %s" % (kernel_label, board.address, board.key,
-                                      describe_classes(board.topology or {}))
-    lines = [head, table(["MODE", "CPUS", "THREADS", "MEAN MS", "STDDEV MS", "CV", "SPEED"],
-                         rows, right=(2, 3, 4, 5, 6))]
+                                      describe_classes(board.topology))
+    lines = [head] + table(["MODE", "CPUS", "THREADS", "MEAN MS", "STDDEV MS", "CV", "SPEED"],
+                           rows, right=(2, 3, 4, 5, 6))
     return "\n".join(lines + notes)
-
-
-def _cpus(cpus) -> str:
-    if not cpus:
-        return "-"
-    from edge_common.cpulist import format_cpulist
-
-    return format_cpulist(cpus)
-
-
-def _mhz(khz) -> str:
-    return "%d" % (khz // 1000) if khz else "-"
 
 
 class Progress:

@@ -3,7 +3,9 @@ import json
 
 from tests.support import client_kit
 import host_client
-from host_client.boards import describe_classes
+from edge_common.render import describe_classes
+from edge_common.topology import Topology
+from host_client.boards import boards_from_summary
 
 
 def by_key(boards):
@@ -24,7 +26,7 @@ def test_every_server_is_listed_with_its_capabilities(stack):
     assert rk.suggested_target["mcpu"] == "cortex-a72"
 
     local = boards[client_kit.LOCAL_KEY]
-    assert local.edge and [c["name"] for c in local.classes] == ["big"]
+    assert local.edge and [c.name for c in local.classes] == ["big"]
 
     stock = boards[client_kit.STOCK_KEY]
     assert not stock.edge and stock.topology is None
@@ -44,6 +46,30 @@ def test_a_busy_board_stays_listed_with_no_free_slot(stack):
 
 
 def test_class_description_without_frequency_or_uarch():
-    topology = {"classes": [{"name": "big", "rank": 0, "cpus": [0, 1], "uarch": None,
-                             "max_freq_khz": None}]}
-    assert describe_classes(topology) == "big 2 cores"
+    topology = {"cpus": [], "classes": [{"name": "big", "rank": 0, "cpus": [0, 1],
+                                         "uarch": None, "max_freq_khz": None}]}
+    assert describe_classes(Topology.from_dict(topology)) == "big 2 cores"
+
+
+def test_a_board_with_a_broken_document_is_listed_with_the_reason():
+    summary = {"queue_info": {"k": {"free": 1, "pending": 0}},
+               "server_info": [{"key": "server:k", "addr": ["::1", 9090],
+                                "edge": {"cpus": [{"id": "zero"}], "classes": []}},
+                               {"key": "server:s", "addr": ["10.0.0.2", 9090]}]}
+    broken, stock = boards_from_summary(summary)
+    assert broken.edge and broken.topology is None and broken.address == "[::1]:9090"
+    assert broken.topology_error == "edge.cpus[0].id must be an integer, got 'zero'"
+    assert broken.describe_classes().startswith("unusable topology: edge.cpus[0].id")
+    assert not stock.edge and stock.topology is None and stock.topology_error is None
+    assert json.dumps(broken.to_json())
+
+
+def test_extra_edge_info_rides_along_with_the_topology():
+    doc = {"schema": 1, "cpus": [{"id": 0}], "classes": [{"name": "big", "rank": 0,
+                                                          "cpus": [0]}],
+           "default_mode": "all", "version": "0.3.0", "host": "rk1"}
+    (board,) = boards_from_summary({"server_info": [{"key": "server:k", "addr": ["h", 1],
+                                                     "edge": doc}]})
+    assert board.topology.version == "0.3.0" and board.topology.host == "rk1"
+    assert board.topology.extra == {"default_mode": "all"}
+    assert board.topology.to_dict() == doc

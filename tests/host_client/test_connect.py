@@ -52,7 +52,7 @@ def test_mode_can_change_inside_a_session_and_state_is_read_back(stack):
         assert session.set_thread_mode("cpus:1")["cpus"] == [1]
         assert session.read_thread_state()["mode"] == "cpus:1"
         topology = session.topology()
-        assert [c["name"] for c in topology["classes"]] == ["big"]
+        assert [c.name for c in topology.classes] == ["big"]
         assert set(session.timings_ms) == {"tracker_connect", "tracker_request",
                                            "rpc_connect", "set_thread_mode"}
     finally:
