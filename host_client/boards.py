@@ -28,6 +28,10 @@ class Board:
     topology_error: Optional[str] = None  # why an announced document was not usable
     info: dict = field(default_factory=dict)  # the raw server_info entry
 
+    def __post_init__(self):
+        if isinstance(self.topology, dict):   # a Board built by hand from a document
+            self.topology = Topology.from_dict(self.topology)
+
     @property
     def classes(self) -> List[CoreClass]:
         return self.topology.ranked_classes() if self.topology else []
