@@ -238,41 +238,7 @@ def build_add_so(path, n=1024) -> str:
 # ---------------------------------------------------------------- processes
 
 
-class Stack:
-    """A stock tracker plus the servers a bench starts; stops them all on exit."""
-
-    def __init__(self, workdir):
-        self.workdir = Path(workdir)
-        self.procs = []
-        self.tracker = None
-
-    def __enter__(self):
-        self.tracker = procs.start_tracker(self.workdir)
-        self.procs.append(self.tracker)
-        return self
-
-    def __exit__(self, *exc):
-        for proc in reversed(self.procs):
-            try:
-                proc.stop()
-            except Exception as err:  # noqa: BLE001 - keep stopping the others
-                print("bench: could not stop pid %d: %s" % (proc.pid, err), file=sys.stderr)
-        return False
-
-    @property
-    def port(self) -> int:
-        return self.tracker.port
-
-    def stock_server(self, key, env=None, wait=True):
-        proc = procs.start_stock_server(self.workdir, self.port, key=key, env=env, wait=wait)
-        self.procs.append(proc)
-        return proc
-
-    def edge_server(self, key, args=(), env=None, wait=True):
-        proc = procs.start_edge_server(self.workdir, self.port, key=key, args=args, env=env,
-                                       wait=wait, name="edge-server-" + key)
-        self.procs.append(proc)
-        return proc
+Stack = procs.Stack   # a stock tracker and the servers a bench starts on it
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from tests.support import client_kit
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    stack = client_kit.start_stack(tmp_path_factory.mktemp("stack"))
+    stack = client_kit.Stack(tmp_path_factory.mktemp("stack"))
     try:
         yield stack
     finally:

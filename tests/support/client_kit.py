@@ -7,7 +7,6 @@ targets and refusals) and a stock `python -m tvm.exec.rpc_server`.
 import re
 from typing import Dict, List
 
-
 from tests.support import procs
 
 LOCAL_KEY = "edge-local"
@@ -15,37 +14,26 @@ RK_KEY = "rk3399"
 STOCK_KEY = "stock-test"
 
 
-class Stack:
-    def __init__(self, tracker, local, rk3399, stock):
-        self.tracker_proc, self.local, self.rk3399, self.stock = tracker, local, rk3399, stock
-        self.tracker = "%s:%d" % (procs.HOST, tracker.port)
+class Stack(procs.Stack):
+    """procs.Stack with the host-client tests' three boards, and `tracker` as the
+    HOST:PORT text the client takes."""
 
-    def stop(self) -> None:
-        for proc in (self.stock, self.rk3399, self.local, self.tracker_proc):
-            proc.stop()
+    def __init__(self, tmp):
+        super().__init__(tmp)
+        self.__enter__()
+        try:
+            self.local = self.edge_server(LOCAL_KEY, name="edge-local")
+            self.rk3399 = self.edge_server(RK_KEY, name="edge-rk3399",
+                                           args=("--root", procs.FIXTURES / "rk3399"))
+            self.stock = self.stock_server(STOCK_KEY)
+        except BaseException:
+            self.stop()
+            raise
+        self.tracker = self.address
 
     def wait_free(self, key: str, timeout: float = 30.0) -> None:
         """Sessions end asynchronously: wait until the board is back on the tracker."""
-        procs.wait_free(self.tracker_proc.port, key, timeout=timeout)
-
-
-def start_stack(tmp) -> Stack:
-    started = []
-    try:
-        tracker = procs.start_tracker(tmp)
-        started.append(tracker)
-        local = procs.start_edge_server(tmp, tracker.port, key=LOCAL_KEY, name="edge-local")
-        started.append(local)
-        rk = procs.start_edge_server(tmp, tracker.port, key=RK_KEY, name="edge-rk3399",
-                                     args=("--root", procs.FIXTURES / "rk3399"))
-        started.append(rk)
-        stock = procs.start_stock_server(tmp, tracker.port, key=STOCK_KEY)
-        started.append(stock)
-    except BaseException:
-        for proc in reversed(started):
-            proc.stop()
-        raise
-    return Stack(tracker, local, rk, stock)
+        procs.wait_free(self.port, key, timeout=timeout)
 
 
 _MODE_LINE = re.compile(r"session (\S+): thread mode (\S+) on cpus (\S+)")

@@ -194,3 +194,50 @@ def start_stock_server(tmp_path, tracker_port, key="stock-test", env=None, wait=
     if wait:
         wait_free(tracker_port, key, proc=proc)
     return proc
+
+
+class Stack:
+    """A stock tracker plus the servers started on it; leaving the `with` block (or
+    stop()) stops them all, newest first, even when one of them fails to stop."""
+
+    def __init__(self, workdir):
+        self.workdir = Path(workdir)
+        self.procs = []
+        self.tracker_proc = None
+
+    def __enter__(self) -> "Stack":
+        self.tracker_proc = self._add(start_tracker(self.workdir))
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.stop()
+        return False
+
+    @property
+    def port(self) -> int:
+        return self.tracker_proc.port
+
+    @property
+    def address(self) -> str:
+        """The tracker as HOST:PORT, what clients are given."""
+        return "%s:%d" % (HOST, self.port)
+
+    def stock_server(self, key, env=None, wait=True) -> Proc:
+        return self._add(start_stock_server(self.workdir, self.port, key=key, env=env,
+                                            wait=wait))
+
+    def edge_server(self, key, args=(), env=None, wait=True, name=None) -> Proc:
+        return self._add(start_edge_server(self.workdir, self.port, key=key, args=args, env=env,
+                                           wait=wait, name=name or "edge-server-" + key))
+
+    def _add(self, proc: Proc) -> Proc:
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        while self.procs:
+            proc = self.procs.pop()
+            try:
+                proc.stop()
+            except Exception as err:  # noqa: BLE001 - keep stopping the others
+                print("could not stop pid %d: %s" % (proc.pid, err), file=sys.stderr)
