@@ -45,3 +45,14 @@ def test_importing_every_host_client_module_loads_no_edge_server_code():
                          cwd=str(REPO), timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_listing_boards_needs_no_tvm():
+    """`edge-client list` answers without the ~1 s `import tvm` (issue 15)."""
+    code = ("import sys, host_client, host_client.boards, host_client.cli.main, "
+            "host_client.cli.tables\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tvm'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(REPO), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
