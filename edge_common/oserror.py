@@ -16,10 +16,8 @@ def errno_text(code: int, text: str = None) -> str:
 
 
 def describe(err: BaseException) -> str:
-    """An OSError as errno_text (after its path when it has one); anything else as str()."""
+    """An OSError as errno_text (the caller's message names the path or peer, in the
+    form it shows them); anything else as str()."""
     if isinstance(err, OSError) and err.errno:
-        text = errno_text(err.errno, err.strerror)
-        if err.filename is not None:
-            text = "%s: %s" % (err.filename, text)
-        return text
+        return errno_text(err.errno, err.strerror)
     return str(err) or type(err).__name__

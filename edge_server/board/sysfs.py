@@ -11,6 +11,7 @@ import os
 from typing import List, Optional
 
 from edge_common.cpulist import CpuListError, parse_cpulist
+from edge_common.oserror import describe
 
 # sysfs attributes are one short line; anything bigger is not what we think
 # it is (and /proc/cpuinfo on a 256-CPU server is ~400 kB).
@@ -45,7 +46,7 @@ class Reader:
             return []
         except OSError as exc:
             self.warnings.append("cannot list %s: %s" % (self.shown_path(relpath),
-                                                         _os_error(exc)))
+                                                         describe(exc)))
             return []
 
     def text(self, relpath: str, strip: bool = True) -> Optional[str]:
@@ -64,7 +65,7 @@ class Reader:
             return None
         except OSError as exc:
             self.warnings.append("cannot read %s: %s" % (self.shown_path(relpath),
-                                                         _os_error(exc)))
+                                                         describe(exc)))
             return None
         if len(data) > MAX_READ_BYTES:
             self.warnings.append("%s is larger than %d bytes; ignored"
@@ -114,7 +115,3 @@ def _shown(value: str) -> str:
     if len(value) > _SHOWN_VALUE_CHARS:
         value = value[:_SHOWN_VALUE_CHARS] + "..."
     return repr(value)
-
-
-def _os_error(exc: OSError) -> str:
-    return exc.strerror or str(exc)

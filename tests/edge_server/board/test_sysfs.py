@@ -76,14 +76,14 @@ def test_unreadable_file_is_none_and_a_warning_with_the_os_error(tmp_path):
     (tmp_path / "sys" / "online").mkdir(parents=True)
     reader = Reader(str(tmp_path))
     assert reader.text("sys/online") is None
-    assert reader.warnings == ["cannot read /sys/online: Is a directory"]
+    assert reader.warnings == ["cannot read /sys/online: Is a directory (EISDIR)"]
 
 
 def test_unlistable_directory_is_empty_and_a_warning(tmp_path):
     write(tmp_path, "sys/devices/system/cpu", "not a directory")
     reader = Reader(str(tmp_path))
     assert reader.listdir("sys/devices/system/cpu") == []
-    assert reader.warnings == ["cannot list /sys/devices/system/cpu: Not a directory"]
+    assert reader.warnings == ["cannot list /sys/devices/system/cpu: Not a directory (ENOTDIR)"]
     assert Reader(str(tmp_path)).listdir("sys/nothing/here") == []
 
 
