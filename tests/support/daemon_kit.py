@@ -20,6 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 from tests.support import procs
+from tests.support.procs import wait_for  # noqa: F401 - the daemon tests call kit.wait_for
 
 N = 4096
 
@@ -133,17 +134,6 @@ def client_env() -> dict:
 
 
 # ---- process inspection --------------------------------------------------------------
-def wait_for(cond, timeout: float = 30.0, what: str = "condition", proc=None):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError("%s not reached after %.0fs%s" % (what, timeout,
-                                                         "\n" + proc.log() if proc else ""))
-
-
 def proc_state(pid: int):
     """The one-letter state from /proc/<pid>/stat, or None when the pid is gone."""
     try:

@@ -23,15 +23,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for(cond, timeout: float = 30.0, what: str = "condition", proc=None,
+             interval: float = 0.05):
+    """Poll cond() until it returns something true and return that; TimeoutError
+    naming `what` (and showing proc's log) when it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError("%s not reached after %.0fs%s"
+                               % (what, timeout, "\n" + proc.log()[-4000:] if proc else ""))
+        time.sleep(interval)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError("nothing listens on %s:%d after %.0fs" % (HOST, port, timeout))
+    wait_for(lambda: _listening(port), timeout, "something listening on %s:%d" % (HOST, port))
 
 
 class Proc:
@@ -128,19 +144,18 @@ class TrackerWatch:
     def wait_free(self, key: str, count: int = 1, timeout: float = 30.0, proc=None,
                   interval: float = 0.05) -> float:
         """Wait until `count` servers for `key` sit in the free queue; returns the
-        time.perf_counter() at which they were seen."""
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
+        time.perf_counter() at which they were seen. RuntimeError at once if
+        `proc` (the server) exits first."""
+        def seen():
             if self.free(key) >= count:
                 return time.perf_counter()
             if proc is not None and not proc.alive():
                 raise RuntimeError("server exited (%s) before registering:\n%s"
                                    % (proc.popen.returncode, proc.log()[-4000:]))
-            time.sleep(interval)
-        msg = "key %r not free on tracker :%d after %.0fs" % (key, self.port, timeout)
-        if proc is not None:
-            msg += "\n" + proc.log()[-4000:]
-        raise TimeoutError(msg)
+            return None
+
+        return wait_for(seen, timeout, "%d free server(s) of key %r on tracker :%d"
+                        % (count, key, self.port), proc, interval)
 
 
 def tracker_summary(port: int) -> dict:
