@@ -66,10 +66,6 @@ class Config:
     max_disk_bytes: int = 1 << 30
     work_root: str = field(default_factory=default_work_root)
 
-    @property
-    def tracker_text(self) -> Optional[str]:
-        return "%s:%d" % self.tracker if self.tracker else None
-
     def allows(self, ip: str) -> bool:
         """Whether a peer address may get past accept(); IPv4-mapped IPv6 counts as IPv4."""
         if not self.allow:

@@ -49,7 +49,7 @@ from edge_server.daemon.handshake import (ClientHello, HandshakeError, Handshake
                                    SessionRequest, match, mismatch_reply, success_reply)
 from edge_server.session.ipc import ModeReporter, ModeReportReader
 from edge_server.daemon.notify import Notifier
-from edge_server.daemon.tracker import TrackerLink
+from edge_server.daemon.tracker import TrackerRegistration
 from edge_server.daemon.workroot import WorkRoot, remove_tree
 
 log = logging.getLogger("edge_server.daemon.server")
@@ -190,7 +190,7 @@ class Server:
         self._work = WorkRoot(config.work_root)
         self._listen: Optional[socket.socket] = None
         self.port: Optional[int] = None
-        self._link: Optional[TrackerLink] = None
+        self._link: Optional[TrackerRegistration] = None
         self._pending: List[_Peer] = []
         self._parked: List[_Peer] = []
         self._session: Optional[_Session] = None
@@ -230,7 +230,7 @@ class Server:
             self._notifier.ping_watchdog()
             self._next_ping = self._clock() + interval
         if self.config.tracker:
-            self._link = TrackerLink(self.config.tracker, self.config.key, self.port,
+            self._link = TrackerRegistration(self.config.tracker, self.config.key, self.port,
                                      self._report_addr(), self._edge_info(),
                                      clock=self._clock, on_change=self._update_status)
             self._link.set_idle(True)
