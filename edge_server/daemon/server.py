@@ -262,6 +262,7 @@ class Server(SlotEvents):
         self.slot.check_deadlines(now)
         if self._link is not None:
             self._link.tick(now)
+        listener.serve_parked()
         self.slot.ensure_spare(now)
         if self._next_ping is not None and now >= self._next_ping:
             self._notifier.ping_watchdog()
@@ -302,10 +303,11 @@ class Server(SlotEvents):
             self._link.set_idle(True)
 
     def slot_freed(self, slot: Supervisor) -> None:
+        """The parked peers are answered by the loop (_turn), not from in here: the
+        next session never starts from inside the reaper or a report handler."""
         if self._link is not None and not self._stopping:
             self._link.set_idle(True)   # first: the next client waits for this PUT
         self._update_status()
-        self.listener.serve_parked()
 
     def session_started(self, slot: Supervisor) -> None:
         if self._link is not None:
