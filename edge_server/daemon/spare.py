@@ -12,6 +12,7 @@ edge_server.session.spare; the channel format is edge_server.session.ipc.
 A spare that dies unused is replaced after a backoff (0.5 s doubling to
 30 s), so a board that cannot set up a session does not fork in a loop.
 """
+import dataclasses
 import logging
 import os
 import socket
@@ -53,7 +54,6 @@ class SpareBackoff:
 def fork_spare(fork: Callable[..., int], template, now: float) -> Optional[Child]:
     """Fork a spare for `template` (a SessionContext without client); None if fork failed.
     `fork(body, keep=..., report_fd=...)` is the supervisor's fork."""
-    import dataclasses
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     ctx = dataclasses.replace(template, mode_report_fd=write_end)
