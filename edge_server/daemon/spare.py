@@ -62,7 +62,8 @@ def fork_spare(fork: Callable[..., int], template, now: float) -> Optional[Child
         from edge_server.session.spare import spare_main
         return spare_main(child_end, ctx)
     try:
-        pid = fork(body, keep=child_end, report_fd=write_end, close=(read_end,))
+        # parent_end too: a spare holding the daemon's end would never see it close
+        pid = fork(body, keep=child_end, report_fd=write_end, close=(read_end, parent_end))
     except OSError as err:
         log.warning("forking a spare session process failed: %s; sessions fork on demand",
                     err.strerror)

@@ -52,7 +52,7 @@ class ProcessOps:
         self._inherited = inherited
 
     def fork(self, body: Callable[[], int], keep: socket.socket, report_fd: int,
-             close: Tuple[int, ...] = ()) -> int:
+             close: tuple = ()) -> int:
         return fork_child(body, lambda: list(self._inherited(keep)) + list(close), report_fd)
 
     def killpg(self, pid: int) -> None:
