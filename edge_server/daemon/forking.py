@@ -126,13 +126,14 @@ def _child_main(body: Callable[[], int], parent: int,
         os._exit(code)
 
 
-def reap(leaders: Iterable[int]) -> List[Tuple[int, int]]:
+def reap(leaders: Iterable[int], adopted: bool = True) -> List[Tuple[int, int]]:
     """Every child that has exited, as (pid, waitpid status), without blocking.
 
     A group leader of ours (`leaders`) that exited has its process group
     SIGKILLed before it is reaped: while it is a zombie it still holds the
     pgid, so whatever it started dies with it and the id cannot be reused
-    under us. Then everything else: orphans adopted as subreaper."""
+    under us. Then, if `adopted`, everything else: orphans adopted as
+    subreaper (a process with other children it waits for itself says False)."""
     out = []
     for pid in list(leaders):
         try:
@@ -143,7 +144,7 @@ def reap(leaders: Iterable[int]) -> List[Tuple[int, int]]:
             continue
         killpg(pid)
         out.append(os.waitpid(pid, 0))
-    while True:
+    while adopted:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
