@@ -159,8 +159,6 @@ class Supervisor:
                 self.failed += 1
                 return "fork failed: %s" % err.strerror
         timeout = self._session_timeout(request)
-        if child.state is not State.SERVING:
-            child.move(State.SERVING)
         child.conn, child.peer, child.work_dir, child.mode = conn, peer, work_dir, ctx.default_mode
         child.started, child.timeout = now, timeout
         child.deadline = now + timeout if timeout else None
@@ -187,6 +185,7 @@ class Supervisor:
         if not hand_off(spare, conn, work_dir, peer):
             self._retire(spare)
             return None
+        spare.move(State.SERVING)
         self.backoff.served()
         return spare
 
