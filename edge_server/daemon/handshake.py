@@ -15,17 +15,14 @@ that belongs to the session is consumed) and rejects a wrong magic or an absurd
 key length the moment it sees them.
 """
 import math
-import struct
 from dataclasses import dataclass
 from typing import List, Optional
 
-from tvm.rpc.base import RPC_CODE_MISMATCH, RPC_CODE_SUCCESS, RPC_MAGIC
+from edge_common.wire import INT32 as _INT, RPC_CODE_MISMATCH, RPC_CODE_SUCCESS, RPC_MAGIC
 
 # Real keys are "client:" + a tracker matchkey ("rk3399:0.8444218515250481")
 # + " -timeout=N": well under 200 bytes. Anything near this bound is hostile.
 MAX_KEY_BYTES = 4096
-
-_INT = struct.Struct("<i")
 
 
 class HandshakeError(Exception):
