@@ -26,12 +26,13 @@ drops lines that are too long or not of the form above, and forgets a partial
 line when the child dies in the middle of it. One write of a line shorter
 than PIPE_BUF is atomic, so an honest child never produces a torn line.
 """
-import errno
 import json
 import os
 import re
 import socket
 from typing import List, Optional, Tuple
+
+from edge_common.oserror import describe
 
 MAX_LINE = 300            # "mode " + a mode of at most 256 characters + newline, with room
 MAX_READ_PER_TURN = 16    # reads of 4 KiB: a flooding child cannot hold the daemon's loop
@@ -132,7 +133,7 @@ class ModeReportReader:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as err:
-                self.rejected.append("read failed: %s" % os.strerror(err.errno or errno.EIO))
+                self.rejected.append("read failed: %s" % describe(err))
                 data = b""
             if not data:
                 if self._buf or self._skipping:
