@@ -61,7 +61,7 @@ class _Key:
 
 
 def _keys(*specs) -> Tuple[_Key, ...]:
-    return tuple(_Key(*s) if isinstance(s, tuple) else s for s in specs)
+    return tuple(_Key(*spec) for spec in specs)
 
 
 _ABSENT = object()
@@ -113,8 +113,8 @@ class _Part:
         """Cross-field checks of a part (none by default)."""
 
     def to_dict(self) -> dict:
-        """The JSON object: the keys that came in, in their order, then any standard
-        key they lacked (a part built in code gets every standard key)."""
+        """The JSON object: the keys that came in, in their order, then keys given a
+        value since (a part built in code gets every standard key)."""
         by_name = {k.name: k for k in self.KEYS}
         out: Dict[str, Any] = {}
         for name in self.order:
