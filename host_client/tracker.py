@@ -17,10 +17,7 @@ from edge_common import wire
 from edge_common.address import TRACKER_PORT, Address, AddressError, parse_address
 from edge_common.oserror import describe
 from edge_common.wire import TrackerCode
-
 from host_client.errors import BoardBusy, KeyUnknown, TrackerError, TrackerUnreachable
-
-DEFAULT_PORT = TRACKER_PORT
 
 
 def parse_tracker(tracker: Optional[str] = None) -> Address:
@@ -31,10 +28,10 @@ def parse_tracker(tracker: Optional[str] = None) -> Address:
             if not host:
                 raise TrackerError("no tracker given: pass tracker=\"HOST:PORT\" (--tracker "
                                    "HOST:PORT) or set TVM_TRACKER_HOST and TVM_TRACKER_PORT")
-            port = os.environ.get("TVM_TRACKER_PORT", str(DEFAULT_PORT))
+            port = os.environ.get("TVM_TRACKER_PORT", str(TRACKER_PORT))
             return parse_address("[%s]:%s" % (host, port) if ":" in host else host + ":" + port,
                                  what="TVM_TRACKER_HOST/TVM_TRACKER_PORT")
-        return parse_address(tracker, DEFAULT_PORT, what="tracker")
+        return parse_address(tracker, TRACKER_PORT, what="tracker")
     except AddressError as err:
         raise TrackerError(str(err)) from None
 

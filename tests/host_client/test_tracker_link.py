@@ -6,6 +6,7 @@ import struct
 
 import pytest
 
+from host_client.errors import TrackerError
 from host_client.tracker import TrackerLink, parse_tracker, registered_keys
 
 
@@ -80,3 +81,12 @@ def test_tracker_that_vanishes_mid_conversation(tracker):
             link.summary()
     finally:
         link.close()
+
+
+def test_the_environment_gives_the_tracker_when_none_is_passed(monkeypatch):
+    monkeypatch.setenv("TVM_TRACKER_HOST", "::1")
+    monkeypatch.setenv("TVM_TRACKER_PORT", "9191")
+    assert str(parse_tracker(None)) == "[::1]:9191"
+    monkeypatch.setenv("TVM_TRACKER_PORT", "http")
+    with pytest.raises(TrackerError, match=r"TVM_TRACKER_HOST/TVM_TRACKER_PORT .*'http' is not"):
+        parse_tracker("")
