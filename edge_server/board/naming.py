@@ -77,13 +77,18 @@ def _from_cpuinfo_blocks(cpus: Sequence, info: Optional[ProcInfo]) -> None:
 
 
 def _from_frequency_domain(cpus: Sequence) -> None:
-    """An unnamed CPU whose cpufreq policy holds named CPUs of exactly one uarch."""
+    """An unnamed CPU in the cpufreq policy of named CPUs of exactly one uarch, else
+    (per-core policies, as on Krait) with the max frequency and capacity of exactly one.
+
+    This is how a CPU that was offline when /proc/cpuinfo was read gets named.
+    """
     by_id = {c.id: c for c in cpus}
-    for cpu in cpus:
-        if cpu.uarch_source is not None or not cpu.related:
-            continue
-        mates = {by_id[m].uarch for m in cpu.related
+    for cpu in _unnamed(cpus):
+        mates = {by_id[m].uarch for m in cpu.related or []
                  if m != cpu.id and m in by_id and by_id[m].uarch is not None}
+        if not mates and cpu.max_freq is not None:
+            mates = {c.uarch for c in cpus if c.uarch is not None
+                     and (c.max_freq, c.capacity) == (cpu.max_freq, cpu.capacity)}
         if len(mates) == 1:
             _set(cpu, mates.pop(), "frequency")
 
@@ -109,7 +114,8 @@ def _from_global_block(cpus: Sequence, info: ProcInfo, soc: Optional[Soc],
         return None
     unnamed = _unnamed(cpus)
     named = {c.uarch for c in cpus if c.uarch is not None}
-    if _alike(cpus) and named <= {name}:
+    soc_kinds = soc.uarchs() if soc is not None and soc.clusters(len(cpus)) else []
+    if _alike(cpus) and named <= {name} and len(soc_kinds) <= 1:
         for cpu in unnamed:
             _set(cpu, name, "cpuinfo-global")
         return None
