@@ -25,8 +25,10 @@ from edge_server.board.soc import Soc
 # Cores that sit in the slow cluster of a big.LITTLE pair.
 LITTLE = {"cortex-a5", "cortex-a7", "cortex-a35", "cortex-a53", "cortex-a55", "cortex-a510",
           "cortex-a520"}
-# The usual partner of a core in big.LITTLE SoCs (vendor product lines).
-PARTNER = {"cortex-a7": "cortex-a15", "cortex-a53": "cortex-a57", "cortex-a55": "cortex-a76",
+# The usual partner of a core in big.LITTLE SoCs (vendor product lines). A
+# Cortex-A53 is most often paired with more A53s at another clock (the
+# octa-A53 phones of 2014-2017 outnumber the A53+A57/A72 ones).
+PARTNER = {"cortex-a7": "cortex-a15", "cortex-a53": "cortex-a53", "cortex-a55": "cortex-a76",
            "cortex-a510": "cortex-a710", "cortex-a15": "cortex-a7", "cortex-a17": "cortex-a7",
            "cortex-a57": "cortex-a53", "cortex-a72": "cortex-a53", "cortex-a73": "cortex-a53",
            "exynos-m1": "cortex-a53", "exynos-m2": "cortex-a53", "cortex-a75": "cortex-a55",
@@ -134,8 +136,8 @@ def _from_global_block(cpus: Sequence, info: ProcInfo, soc: Optional[Soc],
     tied = groups[-1] if name in LITTLE else groups[0]
     for cpu in tied:
         _set(cpu, name, "cpuinfo-global")
-    partner = PARTNER.get(name)
     rest = [c for g in groups if g is not tied for c in g]
+    partner = _partner(name, tied, rest)
     for cpu in rest:
         _set(cpu, partner, "guess")
     warnings.append("/proc/cpuinfo prints one global CPU block (%s, %s) and the cores "
@@ -145,6 +147,25 @@ def _from_global_block(cpus: Sequence, info: ProcInfo, soc: Optional[Soc],
                         format_cpulist(c.id for c in tied), format_cpulist(c.id for c in rest),
                         partner or "unknown"))
     return None
+
+
+def _partner(name: str, tied: Sequence, rest: Sequence) -> Optional[str]:
+    """The uarch of the CPUs the global block does not describe.
+
+    With cpu_capacity on both sides, capacity per MHz is the DT's
+    capacity-dmips-mhz: equal means the same core at another clock.
+    """
+    def per_mhz(cpus):
+        values = {(c.capacity / c.max_freq) for c in cpus if c.capacity and c.max_freq}
+        return values.pop() if len(values) == 1 else None
+
+    mine, theirs = per_mhz(tied), per_mhz(rest)
+    if mine and theirs:
+        if abs(mine - theirs) <= 0.05 * max(mine, theirs):
+            return name
+        if name == PARTNER.get(name):
+            return None  # another core, and nothing says which
+    return PARTNER.get(name)
 
 
 def _speed_key(cpu) -> Tuple[int, int]:
