@@ -301,3 +301,31 @@ def test_any_tree_gives_a_document_or_a_probe_error(ncpus, per_cpu, global_files
         assert c["uarch_source"] in (None, "midr_el1", "cpuinfo", "cpuinfo-global",
                                      "soc-table", "frequency", "guess")
     assert all(c["source"] for c in doc["clusters"])
+
+
+# ------------------------------------------------------------ arch
+
+
+def test_live_arch_is_this_interpreter_elf_not_cpuinfo():
+    from edge_server.board import arch as arch_mod
+
+    doc = probe("/")
+    own = arch_mod.read(sys.executable)
+    assert doc["arch"] == own.arch
+    assert doc["tvm_target"]["mtriple"] == own.mtriple()
+
+
+def test_fixture_arch_comes_from_the_cpuinfo_reader(tmp_path):
+    # A 32-bit reader on an arm64 kernel: "CPU architecture: 8", (v8l), 32-bit hwcaps.
+    block = ("processor\t: %d\nmodel name\t: ARMv8 Processor rev 4 (v8l)\nBogoMIPS\t: 38.40\n"
+             "Features\t: half thumb fastmult vfp edsp neon vfpv3 tls vfpv4 idiva idivt lpae "
+             "evtstrm aes pmull sha1 sha2 crc32\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+             "CPU variant\t: 0x0\nCPU part\t: 0xd03\nCPU revision\t: 4\n\n")
+    write(tmp_path, "proc/cpuinfo", "".join(block % c for c in range(4)))
+    doc = probe(str(tmp_path))
+    assert doc["arch"] == "armv7l"
+    assert doc["tvm_target"]["mtriple"] == "armv7l-linux-gnueabihf"
+    assert doc["tvm_target"]["mcpu"] == "cortex-a53"
+    # The same cores read by a 64-bit process.
+    write(tmp_path, "proc/cpuinfo", (BOARDS / "rk3399" / "proc" / "cpuinfo").read_text())
+    assert probe(str(tmp_path))["arch"] == "aarch64"
