@@ -596,6 +596,11 @@ def _tvm_target(arch: Optional[str], elf: Optional[arch_mod.ElfArch], isa: List[
         target["mtriple"] = MTRIPLES[arch]
     elif arch is not None:
         warnings.append("no LLVM triple known for arch %s; tvm_target has no mtriple" % arch)
+    if str(target.get("mtriple", "")).endswith("gnueabihf"):
+        # TVM's LLVM codegen does not take the float ABI from the triple: without
+        # this the object passes floats in core registers and the armhf linker
+        # refuses it ("uses VFP register arguments, lib0.o does not").
+        target["mfloat-abi"] = "hard"
     fastest = classes[0]["uarch"] if classes else None
     mcpu = uarch_mod.llvm_cpu(fastest, arch=arch) if fastest else None
     if mcpu:

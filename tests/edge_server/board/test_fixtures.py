@@ -72,3 +72,23 @@ def test_tvm_accepts_every_suggested_target():
             assert str(target.attrs["mcpu"]) == target_dict["mcpu"]
         if "mtriple" in target_dict:
             assert str(target.attrs["mtriple"]) == target_dict["mtriple"]
+
+
+def test_armhf_target_links_with_the_armhf_toolchain(tmp_path):
+    """The suggested 32-bit target builds a .so the arm-linux-gnueabihf linker accepts.
+
+    TVM's LLVM codegen ignores the triple's "hf": without "mfloat-abi": "hard"
+    the link fails with "uses VFP register arguments, lib0.o does not".
+    """
+    import shutil
+
+    if shutil.which("arm-linux-gnueabihf-gcc") is None:
+        pytest.skip("arm-linux-gnueabihf-gcc not installed (apt-get install "
+                    "gcc-arm-linux-gnueabihf)")
+    from edge_server.board import arch
+    from host_client.kernels import build_matmul
+
+    target = dict(expected("exynos5422-linux3.10")["tvm_target"], **{"num-cores": 1})
+    kernel = build_matmul(8, target, str(tmp_path), board_arch="armv7l")
+    built = arch.read(kernel.path)
+    assert (built.arch, built.hard_float) == ("armv7l", True)
