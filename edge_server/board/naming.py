@@ -128,6 +128,14 @@ def _from_global_block(cpus: Sequence, info: ProcInfo, soc: Optional[Soc],
                                                soc.source, soc.text))
         return name
     groups = _speed_groups(unnamed)
+    if groups is not None and len(groups) == 1 and named <= {name}:
+        # Several packages (clusters), one clock and capacity: octa-A53 style.
+        for cpu in unnamed:
+            _set(cpu, name, "cpuinfo-global")
+        warnings.append("/proc/cpuinfo prints one global CPU block (%s, %s); the CPUs are in "
+                        "several packages but run at one clock and capacity, so it is taken "
+                        "for all of them" % (format_midr(midr), name))
+        return None
     if groups is None or len(groups) < 2:
         warnings.append("/proc/cpuinfo prints one global CPU block (%s, %s) for whichever "
                         "CPU ran the read, and the cores differ; it cannot be tied to a "

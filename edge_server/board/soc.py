@@ -25,6 +25,9 @@ BUILD_PROP_FILES = ("system/build.prop", "vendor/build.prop")
 BUILD_PROP_KEYS = ("ro.soc.model", "ro.chipname", "ro.hardware.chipname",
                    "ro.mediatek.platform", "ro.board.platform", "ro.product.board",
                    "ro.hardware")
+# ro.board.platform values Qualcomm reuses for chips with other cores (msm8952:
+# 617 and 650/652; sdm660: 630/636/660; msm8953: 625 and 632): not evidence.
+AMBIGUOUS_PLATFORMS = {"msm8952", "sdm660", "msm8953"}
 # Raspberry Pi new-style revision codes: bit 23 set, SoC in bits 12-15.
 _RPI_NEW_STYLE = 1 << 23
 _RPI_SOCS = {0: "bcm2835", 1: "bcm2836", 2: "bcm2837", 3: "bcm2711", 4: "bcm2712"}
@@ -322,8 +325,10 @@ def identity_strings(reader: Reader, hardware: Optional[str],
         found.append(("/proc/cpuinfo Hardware", hardware))
     props = read_build_props(reader)
     for key in BUILD_PROP_KEYS:
-        if props.get(key):
-            found.append(("build.prop " + key, props[key]))
+        value = props.get(key)
+        if value and not (key == "ro.board.platform"
+                          and value.strip().lower() in AMBIGUOUS_PLATFORMS):
+            found.append(("build.prop " + key, value))
     model = reader.text("proc/device-tree/model")
     if model:
         found.append(("/proc/device-tree/model", model))

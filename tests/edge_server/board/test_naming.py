@@ -124,3 +124,13 @@ def test_unknown_global_midr_is_a_warning_not_a_name():
     naming.name_cores(board, parse(global_block(0xABC, ncpus=2)), None, warnings)
     assert [c.uarch for c in board] == [None, None]
     assert any("0x410fabc3" in w and "not a core this probe knows" in w for w in warnings)
+
+
+def test_global_block_covers_two_packages_at_one_clock():
+    board = cpus([1200000] * 8)
+    for cpu in board:
+        cpu.package = 0 if cpu.id < 4 else 1
+    warnings = []
+    naming.name_cores(board, parse(global_block(0xD03)), None, warnings)
+    assert names(board) == [("cortex-a53", "cpuinfo-global")] * 8
+    assert "several packages but run at one clock" in warnings[0]

@@ -109,3 +109,12 @@ def test_android_property_files_first_value_wins(tmp_path):
 def test_match_never_raises(text):
     name = soc.match(text)
     assert name is None or name in soc.names()
+
+
+def test_shared_qualcomm_platform_names_are_not_evidence(tmp_path):
+    # ro.board.platform=msm8952 is on Snapdragon 617 (8x A53) and 650/652 (A72) phones.
+    write(tmp_path, "system/build.prop", "ro.board.platform=msm8952\n")
+    assert soc.identify(Reader(str(tmp_path)), None, None) is None
+    # The Hardware line names the chip itself.
+    found = soc.identify(Reader(str(tmp_path)), "Qualcomm Technologies, Inc MSM8956", None)
+    assert found.name == "MSM8956"
