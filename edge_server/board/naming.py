@@ -121,6 +121,10 @@ def _from_global_block(cpus: Sequence, info: ProcInfo, soc: Optional[Soc],
         for cpu in unnamed:
             _set(cpu, name, "cpuinfo-global")
         return None
+    if soc is not None and soc.uarchs() == [name] and soc.clusters(len(cpus)):
+        for cpu in unnamed:  # the SoC has one core type, and the block shows which
+            _set(cpu, name, "cpuinfo-global")
+        return None
     if soc is not None and name in soc.uarchs() and soc.clusters(len(cpus)):
         warnings.append("/proc/cpuinfo prints one global CPU block (%s, %s) and the cores "
                         "differ: it names only the %s cores of %s (%s %r); the others come "

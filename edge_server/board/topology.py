@@ -231,8 +231,22 @@ def _read_sysfs(reader: Reader, cpus: List[_Cpu]) -> None:
                 policies = _read_policies(reader)
             cpu.related, cpu.max_freq = policies.get(cpu.id, (None, None))
             cpu.related = _within(cpu.related, ids)
+    _share_policies(cpus)
     _read_hybrid(reader, cpus)
     _warn_missing(reader.warnings, cpus)
+
+
+def _share_policies(cpus: List[_Cpu]) -> None:
+    """An offline CPU loses its cpuN/cpufreq link on old kernels, but its policy's
+    related_cpus (read through an online sibling) still names it."""
+    for cpu in cpus:
+        if cpu.related is not None:
+            continue
+        owner = next((o for o in cpus if o.related and cpu.id in o.related), None)
+        if owner is not None:
+            cpu.related = owner.related
+            if cpu.max_freq is None:
+                cpu.max_freq = owner.max_freq
 
 
 def _read_policies(reader: Reader) -> Dict[int, Tuple[Optional[List[int]], Optional[int]]]:
@@ -285,7 +299,10 @@ def _assign_classes(cpus: List[_Cpu], warnings: List[str]) -> List[dict]:
     for cpu in cpus:
         if kinds[cpu.id] is not None:
             members.setdefault(kinds[cpu.id], []).append(cpu.id)
-    ordered = sorted(members, key=lambda k: _rank_key(k, members[k]))
+    # A class known only by its core type (offline CPUs named by the SoC table)
+    # has no speed to compare: then the core type ranks first.
+    by_tier = any(k[2] is None and k[3] is None and k[0] is not None for k in members)
+    ordered = sorted(members, key=lambda k: _rank_key(k, members[k], by_tier))
     names = CLASS_NAMES.get(len(ordered)) or ["class%d" % i for i in range(len(ordered))]
     by_id = {c.id: c for c in cpus}
     classes = []
@@ -334,12 +351,14 @@ def _fits(partial: Kind, fuller: Kind) -> bool:
     return all(p is None or p == f for p, f in zip(partial, fuller))
 
 
-def _rank_key(kind: Kind, members: List[int]):
-    """Fastest first: capacity, then Intel P before E, then max frequency, then uarch tier."""
+def _rank_key(kind: Kind, members: List[int], by_tier: bool = False):
+    """Fastest first: capacity, then Intel P before E, then max frequency, then uarch tier
+    (by_tier: uarch tier first, for classes whose speed is unknown)."""
     _, hybrid, max_freq, capacity = kind
     tier = uarch_mod.perf_rank(_kind_uarch(kind))
-    return (_desc(capacity), _HYBRID_ORDER.get(hybrid, 0.5) if hybrid else 0.5,
-            _desc(max_freq), _desc(tier), min(members))
+    key = (_desc(capacity), _HYBRID_ORDER.get(hybrid, 0.5) if hybrid else 0.5,
+           _desc(max_freq), _desc(tier), min(members))
+    return (_desc(tier),) + key if by_tier else key
 
 
 def _desc(value: Optional[int]):
@@ -601,7 +620,9 @@ def _tvm_target(arch: Optional[str], elf: Optional[arch_mod.ElfArch], isa: List[
         # this the object passes floats in core registers and the armhf linker
         # refuses it ("uses VFP register arguments, lib0.o does not").
         target["mfloat-abi"] = "hard"
-    fastest = classes[0]["uarch"] if classes else None
+    usable = {c.id for c in cpus if c.online is not False and c.allowed is not False}
+    fastest = next((c["uarch"] for c in classes if usable & set(c["cpus"])),
+                   classes[0]["uarch"] if classes else None)
     mcpu = uarch_mod.llvm_cpu(fastest, arch=arch) if fastest else None
     if mcpu:
         target["mcpu"] = mcpu

@@ -17,7 +17,8 @@ REQUIRED = ["rk3399", "rk3588", "rk3588-binned", "rpi4", "snapdragon855", "jetso
             "exynos5422-linux3.10", "this-machine", "rk3588s", "rpi5", "jetson-nano",
             "jetson-orin", "nexus5-msm8974", "galaxys3-exynos4412", "galaxys6-exynos7420",
             "galaxys9-exynos9810", "mate10-kirin970", "mate20-kirin980", "dimensity1200",
-            "pixel3-sdm845", "orangepi3-h6", "orangepizero2-h616", "odroidn2-s922x"]
+            "pixel3-sdm845", "orangepi3-h6", "orangepizero2-h616", "odroidn2-s922x",
+            "redmi3-msm8939", "heliox20-mt6797"]
 ALL = sorted(p.parent.name for p in BOARDS.glob("*/expected.json"))
 
 
