@@ -395,7 +395,8 @@ def _assign_clusters(cpus: List[_Cpu], soc: Optional[soc_mod.Soc],
                             "kinds of core; split into %s" % (
                                 format_cpulist(group), "/".join(broad), len(by_class),
                                 ", ".join(format_cpulist(p) for p in by_class)))
-        parts.extend((part, _part_source(part, evidence)) for part in by_class)
+        for part in by_class:
+            parts.extend(_split_frequency_only(part, evidence, soc, cpus, warnings))
     parts.extend(_ungrouped(cpus, {c for g in groups for c in g}, soc, warnings))
     clusters = []
     for index, (part, source) in enumerate(sorted(parts, key=lambda p: min(p[0]))):
@@ -404,6 +405,33 @@ def _assign_clusters(cpus: List[_Cpu], soc: Optional[soc_mod.Soc],
         clusters.append({"id": index, "cpus": sorted(part), "class": by_id[part[0]].cls,
                          "source": source})
     return clusters
+
+
+def _split_frequency_only(part: List[int], evidence: Dict[int, Tuple[set, str]],
+                          soc: Optional[soc_mod.Soc], cpus: List[_Cpu],
+                          warnings: List[str]) -> List[Tuple[List[int], str]]:
+    """A group only a cpufreq policy made, split along the SoC's documented clusters.
+
+    Some kernels (MediaTek's hotplug DVFS on MT6592/MT6752) clock two clusters
+    from one policy; without topology files that policy is all the kernel
+    says, and the SoC's datasheet says more.
+    """
+    source = _part_source(part, evidence)
+    layout = soc.clusters(len(cpus)) if soc is not None else None
+    if source != "related_cpus" or layout is None:
+        return [(part, source)]
+    order = {cpu_id: i for i, cpu_id in enumerate(sorted(c.id for c in cpus))}
+    index_of = {i: n for n, (ids, _) in enumerate(layout) for i in ids}
+    pieces: Dict[int, List[int]] = {}
+    for cpu_id in part:
+        pieces.setdefault(index_of[order[cpu_id]], []).append(cpu_id)
+    if len(pieces) == 1:
+        return [(part, source)]
+    warnings.append("cpufreq puts CPUs %s in one policy and no topology file says more; "
+                    "split along the documented clusters of %s: %s" % (
+                        format_cpulist(part), soc.name,
+                        ", ".join(format_cpulist(p) for p in pieces.values())))
+    return [(piece, "soc-table") for piece in pieces.values()]
 
 
 def _part_source(part: List[int], evidence: Dict[int, Tuple[set, str]]) -> str:

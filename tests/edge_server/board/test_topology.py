@@ -329,3 +329,27 @@ def test_fixture_arch_comes_from_the_cpuinfo_reader(tmp_path):
     # The same cores read by a 64-bit process.
     write(tmp_path, "proc/cpuinfo", (BOARDS / "rk3399" / "proc" / "cpuinfo").read_text())
     assert probe(str(tmp_path))["arch"] == "aarch64"
+
+
+def test_one_policy_over_two_documented_clusters_is_split_by_the_soc_table(tmp_path):
+    """MT6752-style: no topology files, one cpufreq policy for all 8 A53s (MediaTek's
+    hotplug DVFS), one global CPU block; the datasheet says two clusters of 4."""
+    write(tmp_path, CPU + "/present", "0-7\n")
+    write(tmp_path, CPU + "/online", "0-7\n")
+    write(tmp_path, CPU + "/cpu0/cpufreq/related_cpus", "0 1 2 3 4 5 6 7 \n")
+    write(tmp_path, CPU + "/cpu0/cpufreq/cpuinfo_max_freq", "1690000\n")
+    for n in range(1, 8):
+        os.makedirs(tmp_path / CPU / ("cpu%d" % n))
+        os.symlink("../cpu0/cpufreq", tmp_path / CPU / ("cpu%d" % n) / "cpufreq")
+    write(tmp_path, "proc/cpuinfo",
+          "Processor\t: AArch64 Processor rev 3 (aarch64)\n"
+          + "".join("processor\t: %d\n" % n for n in range(8))
+          + "Features\t: fp asimd aes pmull sha1 sha2 crc32\nCPU implementer\t: 0x41\n"
+            "CPU architecture: AArch64\nCPU variant\t: 0x0\nCPU part\t: 0xd03\n"
+            "CPU revision\t: 3\n\nHardware\t: MT6752\n")
+    doc = probe(str(tmp_path))
+    assert [(c["cpus"], c["source"]) for c in doc["clusters"]] == [
+        ([0, 1, 2, 3], "soc-table"), ([4, 5, 6, 7], "soc-table")]
+    assert all((c["uarch"], c["uarch_source"]) == ("cortex-a53", "cpuinfo-global")
+               for c in doc["cpus"])
+    assert any("split along the documented clusters of MT6752" in w for w in doc["warnings"])
