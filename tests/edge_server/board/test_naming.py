@@ -134,3 +134,40 @@ def test_global_block_covers_two_packages_at_one_clock():
     naming.name_cores(board, parse(global_block(0xD03)), None, warnings)
     assert names(board) == [("cortex-a53", "cpuinfo-global")] * 8
     assert "several packages but run at one clock" in warnings[0]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from edge_server.board import soc as soc_mod  # noqa: E402
+
+_PARTS = [0xC07, 0xC09, 0xC0F, 0xD03, 0xD05, 0xD07, 0xD08, 0xD0B, 0xABC]
+_SOCS = [None] + soc_mod.names()
+
+
+@settings(max_examples=400, deadline=None)
+@given(freqs=st.lists(st.sampled_from([None, 1000000, 1400000, 2000000]), min_size=1,
+                      max_size=10),
+       caps=st.one_of(st.none(), st.lists(st.sampled_from([None, 400, 512, 1024]),
+                                          min_size=10, max_size=10)),
+       packages=st.lists(st.sampled_from([None, 0, 1]), min_size=10, max_size=10),
+       online=st.lists(st.booleans(), min_size=10, max_size=10),
+       part=st.one_of(st.none(), st.sampled_from(_PARTS)),
+       soc_name=st.sampled_from(_SOCS))
+def test_any_board_gets_consistent_names(freqs, caps, packages, online, part, soc_name):
+    board = cpus(freqs, caps=caps)
+    for cpu in board:
+        cpu.package, cpu.online = packages[cpu.id], online[cpu.id]
+    info = parse(global_block(part, ncpus=len(board))) if part is not None else None
+    soc = soc_mod.Soc(soc_name, "test", soc_name) if soc_name else None
+    warnings = []
+    naming.name_cores(board, info, soc, warnings)
+    known = set(naming.PARTNER) | set(naming.PARTNER.values())
+    from edge_server.board import uarch
+    known |= set(uarch.known_uarchs())
+    for cpu in board:
+        assert cpu.uarch is None or cpu.uarch in known
+        assert cpu.uarch_source in (None, "cpuinfo-global", "soc-table", "frequency", "guess")
+        if cpu.uarch_source == "soc-table":
+            assert cpu.uarch in soc.uarchs()
+    assert all(isinstance(w, str) for w in warnings)

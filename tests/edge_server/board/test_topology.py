@@ -258,7 +258,8 @@ _CPUINFO_LINES = st.sampled_from([
     "Hardware\t: SAMSUNG EXYNOS5422", "CPU part\t: 0x06f", "CPU implementer\t: 0x51"])
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("PROBE_FUZZ_EXAMPLES", "80")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(ncpus=st.integers(0, 4),
        per_cpu=st.dictionaries(st.tuples(st.integers(0, 4), st.sampled_from(_PER_CPU)),
                                _VALUES, max_size=25),
