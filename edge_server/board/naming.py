@@ -55,6 +55,7 @@ def name_cores(cpus: Sequence, info: Optional[ProcInfo], soc: Optional[Soc],
         if deferred is not None and cpu.uarch_source == "soc-table" and cpu.uarch == deferred:
             cpu.uarch_source = "cpuinfo-global"  # the global block and the table agree
     _from_frequency_domain(cpus)
+    _guess_the_rest(cpus, warnings)
     _warn_unknown(cpus, warnings)
 
 
@@ -178,6 +179,28 @@ def _partner(name: str, tied: Sequence, rest: Sequence) -> Optional[str]:
         if name == PARTNER.get(name):
             return None  # another core, and nothing says which
     return PARTNER.get(name)
+
+
+def _guess_the_rest(cpus: Sequence, warnings: List[str]) -> None:
+    """Online CPUs nothing named, on a board whose named CPUs are all one core type:
+    the usual partner of that core, by which side of it they are on."""
+    rest = [c for c in _unnamed(cpus) if c.online]
+    named = [c for c in cpus if c.uarch is not None and c.online]
+    kinds = {c.uarch for c in named}
+    if not rest or len(kinds) != 1 or _speed_groups(rest) is None \
+            or _speed_groups(named) is None:
+        return
+    name = kinds.pop()
+    faster = min(_speed_key(c) for c in rest) > max(_speed_key(c) for c in named)
+    slower = max(_speed_key(c) for c in rest) < min(_speed_key(c) for c in named)
+    if not ((faster and name in LITTLE) or (slower and name not in LITTLE)):
+        return
+    partner = _partner(name, named, rest)
+    for cpu in rest:
+        _set(cpu, partner, "guess")
+    warnings.append("CPUs %s are online but no evidence names their core; the others are "
+                    "%s, so they are guessed as %s, its usual big.LITTLE partner"
+                    % (format_cpulist(c.id for c in rest), name, partner or "unknown"))
 
 
 def _speed_key(cpu) -> Tuple[int, int]:

@@ -171,3 +171,18 @@ def test_any_board_gets_consistent_names(freqs, caps, packages, online, part, so
         if cpu.uarch_source == "soc-table":
             assert cpu.uarch in soc.uarchs()
     assert all(isinstance(w, str) for w in warnings)
+
+
+def test_online_cpus_missing_from_cpuinfo_get_the_partner_guess():
+    # cpuinfo was read while cpu4-7 were unplugged; sysfs shows them online now.
+    text = "".join("processor\t: %d\nCPU implementer\t: 0x41\nCPU architecture: 7\n"
+                   "CPU variant\t: 0x0\nCPU part\t: 0xc07\nCPU revision\t: 3\n\n" % c
+                   for c in range(4))
+    board = cpus([1300000] * 4 + [1900000] * 4)
+    info = parse(text)
+    for cpu in board[:4]:
+        cpu.record = info.processors[cpu.id]
+    warnings = []
+    naming.name_cores(board, info, None, warnings)
+    assert names(board) == [("cortex-a7", "cpuinfo")] * 4 + [("cortex-a15", "guess")] * 4
+    assert "CPUs 4-7 are online but no evidence names their core" in warnings[0]
