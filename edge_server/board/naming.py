@@ -6,14 +6,17 @@ Evidence, strongest first; a weaker source only names CPUs no stronger one named
                   whichever CPU ran the read;
   cpuinfo         that CPU's own /proc/cpuinfo block;
   frequency       an unnamed CPU (offline: no cpuinfo block) in the cpufreq
-                  domain of named CPUs of one uarch;
+                  domain of named CPUs of one uarch, or with their exact max
+                  frequency and capacity;
   cpuinfo-global  the one CPU block of old kernels: it describes the CPU that
                   ran the read, so it names every core only when the other
                   facts say the cores are alike (one max frequency, one
                   capacity, one package); otherwise only the cluster it can be
                   tied to (the SoC table, else fast/slow by its uarch);
   soc-table       the documented layout of the SoC the board names (soc.py);
-  guess           the usual big.LITTLE partner of a global block's core.
+  guess           the usual big.LITTLE partner of a global block's core, or
+                  of the one core type named when other online CPUs are named
+                  by nothing (always with a warning).
 """
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
