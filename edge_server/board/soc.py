@@ -47,13 +47,13 @@ _TABLE: List[Tuple[str, str, Tuple[Tuple[int, str], ...]]] = [
     ("BCM2712", r"bcm ?2712", ((4, A76),)),
     ("BCM2711", r"bcm ?2711|raspberrypi 4 model|raspberry pi 4|raspberry pi 400|"
                 r"raspberry pi compute module 4", ((4, A72),)),
-    ("BCM2837", r"bcm ?2837|raspberry pi 3|raspberrypi 3", ((4, A53),)),
+    ("BCM2837", r"bcm ?2837|bcm ?2710|raspberry pi 3|raspberrypi 3", ((4, A53),)),
     ("BCM2836", r"bcm ?2836|raspberry pi 2", ((4, A7),)),
-    ("BCM2835", r"bcm ?2835|raspberry pi model|raspberry pi zero(?! 2)",
+    ("BCM2835", r"bcm ?2835|bcm ?2708|raspberry pi model|raspberry pi zero(?! 2)",
      ((1, "arm1176"),)),
     # --- Rockchip
     ("RK3066", r"rk ?3066", ((2, A9),)),
-    ("RK3188", r"rk ?3188", ((4, A9),)),
+    ("RK3188", r"rk ?3188|\brk30 ?board\b", ((4, A9),)),  # RK30board: RK3066 too, A9s
     ("RK3128", r"rk ?31[12]6|rk ?3128", ((4, A7),)),
     ("RK3229", r"rk ?322[89]", ((4, A7),)),
     ("RK3288", r"rk ?3288", ((4, "cortex-a12"),)),  # sold as A17, reports part 0xc0d
@@ -194,10 +194,10 @@ _TABLE: List[Tuple[str, str, Tuple[Tuple[int, str], ...]]] = [
     ("A10", r"\bsun4i|\bsun5i|allwinner a1[03]\b", ((1, A8),)),
     ("A20", r"\bsun7i", ((2, A7),)),
     ("A31", r"\bsun6i", ((4, A7),)),
-    ("A33", r"\bsun8i a33|\bsun8iw5|\bsun8i h3|\bsun8iw7|\bsun8i r40|\bsun8iw11",
-     ((4, A7),)),
     ("A83T", r"\bsun8i a83t|\bsun8iw6", ((4, A7), (4, A7))),
-    ("A64", r"\bsun50i a64|\bsun50iw1|\bsun50i h5|\bsun50iw2|\bsun50i h61[68]|\bsun50i h6|"
+    ("A33", r"\bsun8i\b|\bsun8i a33|\bsun8iw5|\bsun8i h3|\bsun8iw7|\bsun8i r40|\bsun8iw11",
+     ((4, A7),)),
+    ("A64", r"\bsun50i\b|\bsun50i a64|\bsun50iw1|\bsun50i h5|\bsun50iw2|\bsun50i h61[68]|\bsun50i h6|"
             r"\bsun50iw6|\bsun50iw9", ((4, A53),)),
     # --- Amlogic
     ("S805", r"meson ?8b|\bs805\b", ((4, A5),)),

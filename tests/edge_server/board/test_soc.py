@@ -25,7 +25,9 @@ from edge_server.board.sysfs import Reader
     ("Hisilicon Kirin 925", "Kirin 920"),
     ("hi6210sft", "Kirin 620"),
     ("grouper", "Tegra 3"),
-    ("BCM2835", "BCM2835"),
+    ("BCM2835", "BCM2835"), ("BCM2710", "BCM2837"), ("BCM2708", "BCM2835"),
+    ("RK30board", "RK3188"), ("sun8i", "A33"), ("sun50iw1p1", "A64"), ("manta", "Exynos 5250"),
+    ("Qualcomm APQ 8084 (Flattened Device Tree)", "MSM8974"), ("SMDK4210", "Exynos 4210"),
     # device-tree compatible items
     ("rockchip,rk3399", "RK3399"), ("rockchip,rk3588s", "RK3588"), ("brcm,bcm2711", "BCM2711"),
     ("nvidia,tegra210", "Tegra X1"), ("nvidia,tegra186", "Tegra X2"),
