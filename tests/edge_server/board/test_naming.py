@@ -17,6 +17,19 @@ def global_block(part, implementer=0x41, ncpus=8):
             % (implementer, part))
 
 
+def per_core_board(freqs, arch, part, revision, blocks):
+    """A board whose cpuinfo has per-core blocks for the first `blocks` CPUs only
+    (the others were unplugged when it was read); records attached as the probe does."""
+    text = "".join("processor\t: %d\nCPU implementer\t: 0x41\nCPU architecture: %d\n"
+                   "CPU variant\t: 0x0\nCPU part\t: 0x%03x\nCPU revision\t: %d\n\n"
+                   % (c, arch, part, revision) for c in range(blocks))
+    board = cpus(freqs)
+    info = parse(text)
+    for cpu in board[:blocks]:
+        cpu.record = info.processors[cpu.id]
+    return board, info
+
+
 def cpus(freqs, caps=None, related=None):
     out = []
     for i, freq in enumerate(freqs):
@@ -86,13 +99,7 @@ def test_soc_layout_follows_cpu_order_without_speeds():
 
 
 def test_soc_table_never_overrides_per_core_evidence():
-    text = "".join("processor\t: %d\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
-                   "CPU variant\t: 0x0\nCPU part\t: 0xd03\nCPU revision\t: 4\n\n" % c
-                   for c in range(4))
-    board = cpus([1400000] * 4 + [1800000] * 2)
-    info = parse(text)
-    for cpu in board[:4]:
-        cpu.record = info.processors[cpu.id]
+    board, info = per_core_board([1400000] * 4 + [1800000] * 2, 8, 0xD03, 4, blocks=4)
     naming.name_cores(board, info, Soc("RK3399", "t", "rk3399"), [])
     # cpu4-5 printed no block (offline when read): only they come from the table.
     assert names(board) == [("cortex-a53", "cpuinfo")] * 4 + [("cortex-a72", "soc-table")] * 2
@@ -175,13 +182,7 @@ def test_any_board_gets_consistent_names(freqs, caps, packages, online, part, so
 
 def test_online_cpus_missing_from_cpuinfo_get_the_partner_guess():
     # cpuinfo was read while cpu4-7 were unplugged; sysfs shows them online now.
-    text = "".join("processor\t: %d\nCPU implementer\t: 0x41\nCPU architecture: 7\n"
-                   "CPU variant\t: 0x0\nCPU part\t: 0xc07\nCPU revision\t: 3\n\n" % c
-                   for c in range(4))
-    board = cpus([1300000] * 4 + [1900000] * 4)
-    info = parse(text)
-    for cpu in board[:4]:
-        cpu.record = info.processors[cpu.id]
+    board, info = per_core_board([1300000] * 4 + [1900000] * 4, 7, 0xC07, 3, blocks=4)
     warnings = []
     naming.name_cores(board, info, None, warnings)
     assert names(board) == [("cortex-a7", "cpuinfo")] * 4 + [("cortex-a15", "guess")] * 4
