@@ -76,21 +76,17 @@ def render(topology: Topology, source: Optional[str] = None) -> str:
     lines += table(["rank", "class", "cpus", "uarch", "max MHz", "capacity"],
                    [[c.rank, c.name, cpus_text(c.cpus), c.uarch, mhz(c.max_freq_khz),
                      c.capacity] for c in t.ranked_classes()], indent="  ")
-    # Provenance columns appear once a producer sends them (optional fields).
-    sources = any(c.source for c in t.clusters)
+    # Where each fact came from is shown next to it, so a weak guess reads as one.
     lines += ["", "clusters:"]
-    lines += table(["cluster", "cpus", "class"] + (["source"] if sources else []),
-                   [[c.id, cpus_text(c.cpus), c.cls] + ([c.source] if sources else [])
-                    for c in t.clusters], indent="  ")
-    uarch_sources = any(c.uarch_source for c in t.cpus)
+    lines += table(["cluster", "cpus", "class", "grouped by"],
+                   [[c.id, cpus_text(c.cpus), c.cls, c.source] for c in t.clusters],
+                   indent="  ")
     lines += ["", "cpus:"]
-    lines += table(["cpu", "online", "allowed", "class", "cluster", "uarch", "midr", "max MHz",
-                    "capacity", "core", "pkg", "smt siblings"]
-                   + (["uarch from"] if uarch_sources else []),
-                   [[c.id, _yes(c.online), _yes(c.allowed), c.cls, c.cluster, c.uarch, c.midr,
-                     mhz(c.max_freq_khz), c.capacity, c.core_id, c.package,
-                     None if c.smt_siblings is None else format_cpulist(c.smt_siblings)]
-                    + ([c.uarch_source] if uarch_sources else [])
+    lines += table(["cpu", "online", "allowed", "class", "cluster", "uarch", "uarch from",
+                    "midr", "max MHz", "capacity", "core", "pkg", "smt siblings"],
+                   [[c.id, _yes(c.online), _yes(c.allowed), c.cls, c.cluster, c.uarch,
+                     c.uarch_source, c.midr, mhz(c.max_freq_khz), c.capacity, c.core_id,
+                     c.package, None if c.smt_siblings is None else format_cpulist(c.smt_siblings)]
                     for c in t.cpus], indent="  ")
     lines += [""] + textwrap.wrap("isa: %s" % (" ".join(t.isa) or "-"), width=100,
                                   subsequent_indent="     ", break_on_hyphens=False)

@@ -14,9 +14,9 @@ Compatibility rules, because boards and hosts are upgraded at different times:
   that is older than its boards passes their documents on unchanged.
 - `to_dict()` gives back exactly the keys that came in, in their order, so
   `json.dumps(Topology.from_dict(d).to_dict()) == json.dumps(d)`.
-- Fields other parts add later are declared here as optional (absent unless
-  the producer sends them): per-CPU "uarch_source", per-cluster "source",
-  top-level "linker", "version" and "host".
+- Fields added after the first boards shipped are never required: per-CPU
+  "uarch_source" and per-cluster "source" (the probe writes them), top-level
+  "linker", "version" and "host" (absent unless a producer sends them).
 """
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
@@ -180,17 +180,17 @@ class Cpu(_Part):
     core_id: Optional[int] = None
     package: Optional[int] = None
     smt_siblings: Optional[List[int]] = None
-    uarch_source: Optional[str] = None   # how the uarch was found (board helper, issue 12)
+    uarch_source: Optional[str] = None   # how the uarch was found: midr_el1, cpuinfo, ...
     extra: Dict[str, Any] = field(default_factory=dict, repr=False)
     order: Tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     KEYS = _keys(("id", "id", "int", True, False), ("online", "online", "bool"),
                  ("allowed", "allowed", "bool"), ("uarch", "uarch", "str"),
+                 ("uarch_source", "uarch_source", "str"),
                  ("midr", "midr", "str"), ("max_freq_khz", "max_freq_khz", "int"),
                  ("capacity", "capacity", "int"), ("cluster", "cluster", "int"),
                  ("class", "cls", "str"), ("core_id", "core_id", "int"),
-                 ("package", "package", "int"), ("smt_siblings", "smt_siblings", "cpus"),
-                 ("uarch_source", "uarch_source", "str", False, True, False))
+                 ("package", "package", "int"), ("smt_siblings", "smt_siblings", "cpus"))
 
     def check(self, where: str) -> None:
         if not _is_cpu(self.id):
@@ -209,12 +209,12 @@ class Cluster(_Part):
     id: int
     cpus: List[int]
     cls: Optional[str] = None            # JSON "class"
-    source: Optional[str] = None         # which sysfs file grouped them (board helper)
+    source: Optional[str] = None         # which kernel list grouped them
     extra: Dict[str, Any] = field(default_factory=dict, repr=False)
     order: Tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     KEYS = _keys(("id", "id", "int", True, False), ("cpus", "cpus", "cpus", True, False),
-                 ("class", "cls", "str"), ("source", "source", "str", False, True, False))
+                 ("class", "cls", "str"), ("source", "source", "str"))
 
 
 @dataclass

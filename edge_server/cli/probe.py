@@ -1,6 +1,9 @@
 """`edge-server probe [--json] [--root DIR]`: show what the probe finds on a board.
 
-The table is for a person deciding which thread modes to tune with; --json
+The table is for a person deciding which thread modes to tune with; it says
+where each core's uarch came from ("uarch from": midr_el1, cpuinfo,
+cpuinfo-global, soc-table, frequency, guess) and which kernel list grouped
+each cluster ("grouped by"), so a weak guess is visible as one. --json
 is the topology document the daemon serves and the tracker carries. --root
 reads a fixture or a dump made by scripts/capture-board.sh instead of this
 machine.
