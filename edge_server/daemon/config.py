@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence, Tuple
 
 from edge_server.daemon.workroot import default_work_root
+from edge_server.slots.plan import slot_settings
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
@@ -65,6 +66,9 @@ class Config:
     max_upload_bytes: int = 256 << 20
     max_disk_bytes: int = 1 << 30
     work_root: str = field(default_factory=default_work_root)
+    slots: Optional[str] = None           # --slots SPEC (edge_server.slots); None = one server
+    slot_threshold: float = 0.03          # --slot-threshold: slowdown `--slots auto` accepts
+    calibration_cache: Optional[str] = None   # --calibration-cache DIR
 
     @property
     def tracker_text(self) -> Optional[str]:
@@ -137,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "$RUNTIME_DIRECTORY or $STATE_DIRECTORY from systemd, else "
                    "<tmp>/edge-server-<uid>)")
     p.add_argument("--verbose", action="store_true", help="debug logging")
+    from edge_server.slots.plan import add_slot_flags
+    add_slot_flags(p)
     return p
 
 
@@ -227,6 +233,7 @@ def parse_args(argv: Sequence[str], environ: Optional[Mapping[str, str]] = None)
         max_upload_bytes=parse_size(args.max_upload, "--max-upload"),
         max_disk_bytes=parse_size(args.max_disk, "--max-disk"),
         work_root=os.path.abspath(work_root),
+        **slot_settings(args),
     )
 
 
