@@ -93,6 +93,21 @@ def start_slots(tmp_path, tracker, key, notify=None, extra=()):
     return proc
 
 
+@pytest.fixture
+def slots_board(tmp_path, shared_tracker):
+    """start(key, notify=None): a --slots daemon, stopped at teardown whatever happened."""
+    started = []
+
+    def start(key, notify=None):
+        proc = start_slots(tmp_path, shared_tracker, key, notify)
+        started.append(proc)
+        return proc
+    yield start
+    for proc in started:
+        if proc.alive():
+            proc.stop()
+
+
 def slot_pids(proc):
     """The slot servers: the supervisor's children (they have none but sessions)."""
     return sorted(kit.children(proc.pid))
@@ -113,8 +128,9 @@ def slot_of(remote):
     return json.loads(remote.get_function("edge.topology")())["slot"]
 
 
-def test_two_sessions_measure_at_once_on_disjoint_cores(tmp_path, shared_tracker, libs, notify):
-    board = start_slots(tmp_path, shared_tracker, "slots-pair", notify)
+def test_two_sessions_measure_at_once_on_disjoint_cores(shared_tracker, libs, notify,
+                                                        slots_board):
+    board = slots_board("slots-pair", notify)
     summary = procs.tracker_summary(shared_tracker.port)
     mine = [i for i in summary["server_info"] if i["key"] == "server:slots-pair"]
     assert sorted(i["edge"]["slot"]["cpus"] for i in mine) == [[0], [1]]
@@ -169,8 +185,8 @@ def test_two_sessions_measure_at_once_on_disjoint_cores(tmp_path, shared_tracker
     assert not os.listdir(board.work_root)
 
 
-def test_a_crash_in_one_slot_leaves_the_other_measuring(tmp_path, shared_tracker, libs):
-    board = start_slots(tmp_path, shared_tracker, "slots-crash")
+def test_a_crash_in_one_slot_leaves_the_other_measuring(shared_tracker, libs, slots_board):
+    board = slots_board("slots-crash")
     servers = slot_pids(board)
     assert len(servers) == 2
     fds = {pid: kit.fd_count(pid) for pid in servers + [board.pid]}
@@ -198,8 +214,8 @@ def test_a_crash_in_one_slot_leaves_the_other_measuring(tmp_path, shared_tracker
 
 
 def test_a_killed_client_and_a_killed_slot_server_stay_in_their_slot(tmp_path, shared_tracker,
-                                                                      libs):
-    board = start_slots(tmp_path, shared_tracker, "slots-kill")
+                                                                      libs, slots_board):
+    board = slots_board("slots-kill")
     keeper = request(shared_tracker, "slots-kill")
     kept = set_mode(keeper, "all")
     kept_pid = kit.exercise(keeper, libs["kernel"])["pid"]
@@ -237,8 +253,8 @@ def test_a_killed_client_and_a_killed_slot_server_stay_in_their_slot(tmp_path, s
     assert not os.listdir(board.work_root)      # the killed slot's dir went too
 
 
-def test_stop_drains_every_slot_within_its_grace(tmp_path, shared_tracker, libs, notify):
-    board = start_slots(tmp_path, shared_tracker, "slots-stop", notify)
+def test_stop_drains_every_slot_within_its_grace(shared_tracker, notify, slots_board):
+    board = slots_board("slots-stop", notify)
     busy = [request(shared_tracker, "slots-stop") for _ in range(2)]
     for remote in busy:
         set_mode(remote, "all")
