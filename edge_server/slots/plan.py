@@ -17,19 +17,15 @@ from edge_common.slots import (DEFAULT_THRESHOLD, Slot, SlotError, admit, candid
 log = logging.getLogger("edge_server.slots.plan")
 
 
-def add_slot_flags(parser) -> None:
-    group = parser.add_argument_group("slots: several measurements at once on disjoint cores")
-    group.add_argument("--slots", metavar="SPEC", help=(
-        "split the board into slots, each its own server on the tracker (same key): "
-        "e.g. little:1x4, big:2,little:1x4, 'cpus:0;cpus:1', or auto (the most slots whose "
-        "calibrated slowdown stays under --slot-threshold). Default: one server, whole board"))
-    group.add_argument("--slot-threshold", default="3%", metavar="PERCENT",
-                       help="largest slowdown a slot may suffer from busy co-slots for "
-                            "--slots auto to form it (default 3%%)")
-    group.add_argument("--calibration-cache", metavar="DIR",
-                       help="where `edge-server calibrate` results are kept per boot (default "
-                            "$STATE_DIRECTORY or $XDG_CACHE_HOME/edge-server or "
-                            "~/.cache/edge-server)")
+SLOTS_HELP = ("split the board into slots, each its own server on the tracker (same key): "
+              "e.g. little:1x4, big:2,little:1x4, 'cpus:0;cpus:1', or auto (the most slots "
+              "whose calibrated slowdown stays under --slot-threshold); default: one server "
+              "for the whole board")
+
+
+def _config_error(message: str):
+    from edge_server.daemon.config import ConfigError   # config imports this module
+    return ConfigError(message)
 
 
 def parse_threshold(text: str) -> float:
@@ -45,25 +41,29 @@ def parse_threshold(text: str) -> float:
     return value / 100.0
 
 
-def slot_settings(args) -> dict:
-    """The Config fields of the slot flags, checked (ConfigError, one line)."""
-    from edge_server.daemon.config import ConfigError
-    spec = args.slots
-    if spec is not None:
-        spec = spec.strip()
-        if spec.lower() != "auto":
-            try:
-                parse_spec(spec)
-            except SlotError as err:
-                raise ConfigError("--slots: %s" % err) from None
-        else:
-            spec = "auto"
+def check_threshold(text, flag: str) -> float:
     try:
-        threshold = parse_threshold(args.slot_threshold)
+        return parse_threshold(text)
     except ValueError as err:
-        raise ConfigError(str(err)) from None
-    cache = os.path.abspath(args.calibration_cache) if args.calibration_cache else None
-    return {"slots": spec, "slot_threshold": threshold, "calibration_cache": cache}
+        raise _config_error(str(err)) from None
+
+
+def check_slots(text: Optional[str], flag: str) -> Optional[str]:
+    """The --slots spec, its grammar checked (the board is checked at start)."""
+    if text is None:
+        return None
+    spec = text.strip()
+    if spec.lower() == "auto":
+        return "auto"
+    try:
+        parse_spec(spec)
+    except SlotError as err:
+        raise _config_error("%s: %s" % (flag, err)) from None
+    return spec
+
+
+def check_cache_dir(text: Optional[str], flag: str) -> Optional[str]:
+    return os.path.abspath(text) if text else None
 
 
 @dataclass
@@ -137,5 +137,5 @@ def _slowdowns(result: Optional[dict], slots: List[Slot]) -> Dict[int, Optional[
     return out
 
 
-__all__ = ["DEFAULT_THRESHOLD", "SlotPlan", "add_slot_flags", "parse_threshold", "plan_slots",
-           "slot_settings"]
+__all__ = ["DEFAULT_THRESHOLD", "SlotPlan", "check_slots", "check_threshold", "parse_threshold",
+           "plan_slots"]

@@ -86,7 +86,7 @@ class SlotServer(Server):
     @property
     def busy(self) -> bool:
         """A client is in a session on this slot."""
-        return getattr(self, "_session", None) is not None
+        return self.slot.busy()
 
     def _edge_info(self) -> dict:
         info = super()._edge_info()
@@ -99,14 +99,15 @@ class SlotServer(Server):
         busy = self.busy
         if busy != self._told_busy:
             self._told_busy = busy
-            # the link is None before run() connects it, and closed while stopping
-            link = getattr(self, "_link", None)
-            if link is not None and link.connected and not getattr(self, "_stopping", False):
+            # the registration is None before run() starts it, and closed while stopping
+            link = self._link
+            if link is not None and link.connected and not self._stopping:
                 link.update_edge(self._edge_info())
 
-    def _report_fds(self):
-        """Forked session processes close these: add the pipe to the supervisor."""
-        fds = list(super()._report_fds())
+    def _inherited(self, keep) -> list:
+        """What a forked session process closes: the daemon's fds, and the pipe to
+        the supervisor."""
+        fds = list(super()._inherited(keep))
         if self.link.fd >= 0:
             fds.append(self.link.fd)
         return fds

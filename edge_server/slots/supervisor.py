@@ -22,11 +22,13 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 from edge_common.cpulist import format_cpulist
 from edge_server.daemon.notify import Notifier
-from edge_server.daemon.server import STOP_CLEANUP_SECONDS, describe_status
+from edge_server.daemon.forking import describe_status, fork_child, killpg, reap, wait_for
+from edge_server.daemon.server import STOP_CLEANUP_SECONDS
+from edge_server.daemon.signals import SignalFlags
 from edge_server.slots.plan import SlotPlan
 
 log = logging.getLogger("edge_server.slots.supervisor")
@@ -34,7 +36,6 @@ log = logging.getLogger("edge_server.slots.supervisor")
 READY_TIMEOUT = 60.0          # s for a slot server to bind and say ready
 RESTART_FIRST, RESTART_CAP = 0.5, 10.0
 MAX_EVENT_BYTES = 64 * 1024   # read per slot per turn: a confused slot cannot hold the loop
-SLOT_FAILED = 70
 
 
 @dataclass
@@ -72,7 +73,7 @@ class _SlotPrefix(logging.Filter):
         return True
 
 
-class Supervisor:
+class SlotsSupervisor:
     def __init__(self, config, topology: dict, plan: SlotPlan,
                  probe: Optional[Callable[[Optional[str]], dict]] = None,
                  notifier: Optional[Notifier] = None, clock: Callable[[], float] = time.monotonic):
@@ -83,8 +84,7 @@ class Supervisor:
         self._notifier = notifier or Notifier.from_env()
         self._clock = clock
         self._slots = [_Slot(s.index, s.cpus) for s in plan.slots]
-        self._signals: Dict[int, int] = {}
-        self._wake_r = self._wake_w = -1
+        self._signals = SignalFlags()
         self._stopping = False
         self._status_text: Optional[str] = None
         self._interval = self._notifier.watchdog_interval()
@@ -93,10 +93,7 @@ class Supervisor:
 
     # ---- lifecycle --------------------------------------------------------------------------
     def run(self) -> int:
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(sig, self._on_signal)
+        self._signals.install()
         from edge_server.session.child import preload
         preload()
         gc.freeze()
@@ -129,17 +126,12 @@ class Supervisor:
     def _shutdown(self) -> None:
         for slot in self._slots:
             if slot.pid is not None:
-                _kill(slot.pid, signal.SIGKILL)
-                try:
-                    os.waitpid(slot.pid, 0)
-                except ChildProcessError:
-                    pass
+                killpg(slot.pid)
+                wait_for(slot.pid)
                 slot.pid = None
             _close_fd(slot.fd)
             slot.fd = -1
-        signal.set_wakeup_fd(-1)
-        for fd in (self._wake_r, self._wake_w):
-            _close_fd(fd)
+        self._signals.close()
         log.info("stopped all %d slots", len(self._slots))
 
     # ---- slot servers -----------------------------------------------------------------------
@@ -147,26 +139,12 @@ class Supervisor:
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(read_end, False)
         os.set_blocking(write_end, False)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the slot server process
-            code = SLOT_FAILED
-            try:
-                os.close(read_end)
-                code = self._slot_main(slot, write_end)
-            except BaseException:  # noqa: B902 - whatever happens, the child must _exit
-                log.exception("%s: the slot server failed", slot.label)
-            finally:
-                for handler in logging.getLogger().handlers:
-                    try:
-                        handler.flush()
-                    except Exception:
-                        pass
-                os._exit(code if isinstance(code, int) else SLOT_FAILED)
+
+        def inherited():
+            return self._signals.forget_in_child() + [read_end] + \
+                [s.fd for s in self._slots if s.fd >= 0]
+        pid = fork_child(lambda: self._slot_main(slot, write_end), inherited)
         os.close(write_end)
-        try:
-            os.setpgid(pid, pid)
-        except OSError:
-            pass
         slot.pid, slot.fd, slot.buf = pid, read_end, bytearray()
         slot.ready, slot.busy, slot.port, slot.restart_at = False, False, None, None
         slot.status, slot.last_ping = "starting", self._clock()
@@ -174,16 +152,9 @@ class Supervisor:
 
     def _slot_main(self, slot: _Slot, fd: int) -> int:
         """In the forked slot server: detach from the supervisor's state, serve."""
-        from edge_server.daemon.server import ServerError, _set_pdeathsig
+        from edge_server.daemon.listener import ServerError
         from edge_server.daemon.workroot import WorkRootError
         from edge_server.slots.slot_server import SlotServer, SupervisorLink
-        os.setpgid(0, 0)
-        _set_pdeathsig()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.set_wakeup_fd(-1)
-        for other in [self._wake_r, self._wake_w] + [s.fd for s in self._slots if s.fd >= 0]:
-            _close_fd(other)
         for handler in logging.getLogger().handlers:
             handler.addFilter(_SlotPrefix(slot.label))
         index = slot.index
@@ -247,15 +218,10 @@ class Supervisor:
         self._update_status()
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reap([s.pid for s in self._slots if s.pid is not None]):
             slot = next((s for s in self._slots if s.pid == pid), None)
             if slot is None:
+                log.info("reaped orphan process %d (%s)", pid, describe_status(status))
                 continue
             if slot.fd >= 0:
                 self._read_events(slot)
@@ -278,7 +244,7 @@ class Supervisor:
     # ---- the loop ---------------------------------------------------------------------------
     def _turn(self) -> None:
         now = self._clock()
-        fds = [self._wake_r] + [s.fd for s in self._slots if s.fd >= 0]
+        fds = [self._signals.fileno()] + [s.fd for s in self._slots if s.fd >= 0]
         times = [now + 1.0]
         if self._next_ping is not None:
             times.append(self._next_ping)
@@ -314,16 +280,8 @@ class Supervisor:
                          if s.pid is not None and now - s.last_ping > limit)
 
     # ---- signals ----------------------------------------------------------------------------
-    def _on_signal(self, signum, frame) -> None:
-        self._signals[signum] = self._signals.get(signum, 0) + 1
-
     def _take_signals(self) -> None:
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-        signals, self._signals = self._signals, {}
+        signals = self._signals.take()
         if signals.get(signal.SIGTERM) or signals.get(signal.SIGINT):
             self._begin_stop("SIGTERM" if signals.get(signal.SIGTERM) else "SIGINT")
         if signals.get(signal.SIGHUP) and not self._stopping:
@@ -404,6 +362,6 @@ def serve_slots(config, topology: dict, probe) -> int:
               % (config.slots, len(plan.slots), config.port, config.port_end, ports),
               file=sys.stderr)
         return 2
-    return Supervisor(config, topology, plan, probe=probe).run()
+    return SlotsSupervisor(config, topology, plan, probe=probe).run()
 
 
