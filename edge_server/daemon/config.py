@@ -209,8 +209,9 @@ OPTIONS: Tuple[Option, ...] = (
            "<tmp>/edge-server-<uid>)", _work_root, metavar="DIR"),
     Option("--verbose", "verbose", False, "debug logging", action="store_true"),
     Option("--slots", "slots", None, SLOTS_HELP, check_slots, metavar="SPEC"),
-    Option("--slot-threshold", "slot_threshold", "3%", "largest slowdown busy co-slots may "
-           "cause a slot for --slots auto to form it", check_threshold, metavar="PERCENT"),
+    Option("--slot-threshold", "slot_threshold", "3", "largest slowdown, in percent, busy "
+           "co-slots may cause a slot for --slots auto to form it (3 or 3%%)", check_threshold,
+           metavar="PERCENT"),
     Option("--calibration-cache", "calibration_cache", None, "where `edge-server calibrate` "
            "keeps its results per boot (default $STATE_DIRECTORY, else "
            "$XDG_CACHE_HOME/edge-server or ~/.cache/edge-server)", check_cache_dir,
