@@ -151,6 +151,7 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
         f_alloc_argument=alloc_argument, f_cleanup=cleanup, max_workers=max_workers, **runner_kwargs)
     runner.thread_mode = thread_mode
     runner.topology = topology
+    runner.max_workers = max_workers or 1
     return runner
 
 
@@ -181,12 +182,15 @@ def check_board(tracker: str, key: str, thread_mode: str) -> dict:
         raise NotAnEdgeServer("the boards with key %r (%s) run stock TVM servers without thread "
                               "modes; run edge-server there"
                               % (key, ", ".join(b.address for b in boards)))
-    refused = []
+    refused, shapes = [], {}
     for board in edge:
         try:
-            resolve(board.topology, thread_mode)
+            res = resolve(board.topology, thread_mode)
         except ModeError as err:
             refused.append((board, err))
+        else:
+            cls = res.cls or (board.slot or {}).get("class")
+            shapes.setdefault((len(res.cpus), cls), []).append(board)
     if refused and not edge[0].slot:
         board, err = refused[0]
         raise ThreadModeRefused("board %s would refuse thread mode %r: %s"
@@ -200,4 +204,13 @@ def check_board(tracker: str, key: str, thread_mode: str) -> dict:
             "slot's own cores) or give those slots another key"
             % (len(refused), len(edge), key, thread_mode, board.describe_slot(), err),
             board_message=str(err), mode=thread_mode)
+    if len(shapes) > 1:
+        raise ThreadModeRefused(
+            "the slots of key %r give thread mode %r different cores (%s); a tuning run would "
+            "mix their measurements; use a mode that means the same in every slot, or give "
+            "each kind of slot its own key"
+            % (key, thread_mode, "; ".join("%d slot(s) on %d %s core(s), e.g. %s" % (
+                len(boards), n, cls or "mixed", "slot " + boards[0].describe_slot())
+                for (n, cls), boards in sorted(shapes.items(), key=lambda kv: -kv[0][0]))),
+            board_message="slots differ", mode=thread_mode)
     return edge[0].topology
