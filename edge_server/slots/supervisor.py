@@ -107,9 +107,10 @@ class SlotsSupervisor:
             for slot in self._slots:
                 self._start(slot)
                 if not self._wait_ready(slot):
-                    log.error("%s did not start; stopping the other slots", slot.label)
-                    self._failed_start = True
-                    self._begin_stop("startup failure")
+                    if not self._stopping:     # not a SIGTERM during the start
+                        log.error("%s did not start; stopping the other slots", slot.label)
+                        self._failed_start = True
+                        self._begin_stop("startup failure")
                     break
             else:
                 self._notifier.ready()
