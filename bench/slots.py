@@ -114,8 +114,12 @@ def run_sessions(stack, spec, so_path, seconds, tmp):
         out = Path(tmp) / ("sessions-%s-%d-%d.jsonl" % (KEYS[spec], i, time.time_ns()))
         argv = [sys.executable, "-m", "bench.slots", "--client-sessions", str(stack.port),
                 KEYS[spec], so_path, str(seconds), str(out)]
+        # each client is its own session, as separate users' jobs are (and as a host
+        # that is not the board would be: the scheduler's autogroup shares the CPU
+        # per session, so clients in one session would share one share)
         procs.append(subprocess.Popen(argv, cwd=str(bl.REPO), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
+                                      stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=True))
         outs.append(out)
     for proc in procs:
         text, _ = proc.communicate(timeout=seconds + 300)
@@ -167,7 +171,8 @@ def run_runner(stack, spec, count, tmp):
     argv = [sys.executable, "-m", "bench.slots", "--client-runner", str(stack.port), spec,
             str(count), str(tmp), str(out)]
     proc = subprocess.run(argv, cwd=str(bl.REPO), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=1800)
+                          stderr=subprocess.STDOUT, text=True, timeout=1800,
+                          start_new_session=True)
     if proc.returncode or not out.exists():
         raise RuntimeError("runner child exited %s: %s" % (proc.returncode,
                                                            proc.stdout.strip()[-800:]))
@@ -289,7 +294,10 @@ def render(data) -> str:
         "`host_client.edge_runner` (max_workers=1, or parallel=True = one worker per slot) "
         "runs %d built 1-core matmul candidates, EvaluatorConfig(number=3, repeat=1, "
         "min_repeat_ms=100); trials/s = trials / wall time of run(). The clients, the "
-        "tracker and MetaSchedule's workers share the same 2 cores as the slots."
+        "tracker and MetaSchedule's workers share the same 2 cores as the slots; each client "
+        "process (and the tuning job) is its own session, as separate jobs are, and each "
+        "slot server leads its own session (the kernel's autogroup shares the CPU per "
+        "session)."
         % (data["rounds"], data["seconds"], N, data["trials"]), "",
         bl.table(["server", "sessions/s through the tracker", "MetaSchedule runner, 1-core "
                   "trials", "each slot's pinning, read back (runner sessions)"], rows), "",

@@ -144,7 +144,7 @@ class SlotsSupervisor:
         def inherited():
             return self._signals.forget_in_child() + [read_end] + \
                 [s.fd for s in self._slots if s.fd >= 0]
-        pid = fork_child(lambda: self._slot_main(slot, write_end), inherited)
+        pid = fork_child(lambda: self._slot_main(slot, write_end), inherited, new_session=True)
         os.close(write_end)
         slot.pid, slot.fd, slot.buf = pid, read_end, bytearray()
         slot.ready, slot.busy, slot.port, slot.restart_at = False, False, None, None
