@@ -285,3 +285,35 @@ def test_bad_slot_flags_exit_2_with_what_would_work(tmp_path):
         assert proc.wait(60) == 2, proc.log()
         for word in words:
             assert word in proc.log(), proc.log()
+
+
+def test_watchdog_is_fed_only_while_every_slot_server_is(tmp_path, shared_tracker, slots_board):
+    rec = StatusRecorder()
+    try:
+        port = procs.free_port()
+        argv = ["--host", procs.HOST, "--port", port, "--port-end", port + 20, "--key",
+                "slots-dog", "--tracker", "%s:%d" % (procs.HOST, shared_tracker.port),
+                "--slots", SPEC, "--work-root", tmp_path / "work"]
+        board = procs.Proc(procs.edge_server_argv(*argv), tmp_path / "dog.log",
+                           env={"NOTIFY_SOCKET": rec.path, "WATCHDOG_USEC": "1000000"})
+        procs.wait_free(shared_tracker.port, "slots-dog", count=2, proc=board)
+
+        def pings():
+            return sum(1 for line in list(rec.lines) if line == "WATCHDOG=1")
+        before = pings()
+        kit.wait_for(lambda: pings() >= before + 3, 20, "watchdog pings", board)
+        hung = slot_pids(board)[0]
+        os.kill(hung, signal.SIGSTOP)           # a slot server whose loop no longer turns
+        try:
+            kit.wait_for(lambda: kit.log_lines(board, "not feeding the watchdog"), 20,
+                         "the supervisor noticing the hung slot", board)
+            stopped_at = pings()
+            time.sleep(2.0)
+            assert pings() == stopped_at        # no ping while a slot server hangs
+            assert "(cpus " in kit.log_lines(board, "not feeding the watchdog")[0]
+        finally:
+            os.kill(hung, signal.SIGCONT)
+        kit.wait_for(lambda: pings() >= stopped_at + 2, 20, "pings again", board)
+        assert board.stop() == 0
+    finally:
+        rec.close()
