@@ -164,3 +164,10 @@ def test_calibration_refuses_cores_this_process_cannot_use():
 def test_one_slot_needs_no_measurement(tmp_path, boot_root):
     [result] = cal.calibrated(RK3399, ["all"], str(tmp_path), boot_root)
     assert result["slots"][0]["slowdown"] == {"memory": 0.0, "compute": 0.0}
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/sys/kernel/random/boot_id"), reason="no boot_id")
+def test_this_kernels_boot_id_is_read():
+    """A sysctl file refuses one 4 MiB read (ENOMEM): the reader must read it in chunks."""
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        assert cal.boot_id("/") == f.read().strip()
