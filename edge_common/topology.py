@@ -16,7 +16,7 @@ Compatibility rules, because boards and hosts are upgraded at different times:
   `json.dumps(Topology.from_dict(d).to_dict()) == json.dumps(d)`.
 - Fields added after the first boards shipped are never required: per-CPU
   "uarch_source" and per-cluster "source" (the probe writes them), top-level
-  "linker", "version" and "host" (absent unless a producer sends them).
+  "linker", "version", "host" and "slot" (absent unless a producer sends them).
 """
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
@@ -254,6 +254,7 @@ class Topology(_Part):
     linker: Optional[str] = None         # the board's C++ linker, None: cannot link
     version: Optional[str] = None        # edge-server's version
     host: Optional[str] = None           # the board's host name
+    slot: Optional[dict] = None          # edge-server --slots: this server's slot (slots.py)
     extra: Dict[str, Any] = field(default_factory=dict, repr=False)
     order: Tuple[str, ...] = field(default=(), repr=False, compare=False)
 
@@ -266,7 +267,8 @@ class Topology(_Part):
                  ("warnings", "warnings", "strs", False, False),
                  ("linker", "linker", "str", False, True, False),
                  ("version", "version", "str", False, True, False),
-                 ("host", "host", "str", False, True, False))
+                 ("host", "host", "str", False, True, False),
+                 ("slot", "slot", "object", False, True, False))
     _PARTS = {"cpus": Cpu, "clusters": Cluster, "classes": CoreClass}
 
     @classmethod

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from edge_common.address import format_address
+from edge_common.cpulist import format_cpulist
 from edge_common.render import describe_classes as _describe
 from edge_common.topology import CoreClass, Topology, TopologyError
 from host_client.tracker import TrackerLink, parse_tracker
@@ -43,6 +44,29 @@ class Board:
         return sum(1 for cpu in self.topology.cpus if cpu.online is not False)
 
     @property
+    def slot(self) -> Optional[dict]:
+        """The slot this server is (edge-server --slots), or None for a whole board."""
+        return self.topology.slot if self.topology else None
+
+    @property
+    def busy(self) -> Optional[bool]:
+        """Whether a client is in a session on this slot (None: not told)."""
+        slot = self.slot
+        return bool(slot["busy"]) if slot and isinstance(slot.get("busy"), bool) else None
+
+    def describe_slot(self) -> str:
+        """'1/2 cpus 1 busy' or '-' for a whole board."""
+        slot = self.slot
+        if not slot:
+            return "-"
+        state = {True: "busy", False: "free", None: "?"}[self.busy]
+        text = "%s/%s cpus %s %s" % (slot.get("index"), slot.get("count"),
+                                     format_cpulist(slot.get("cpus") or []), state)
+        if isinstance(slot.get("slowdown"), (int, float)):
+            text += " (slowdown %.1f%%)" % (100 * slot["slowdown"])
+        return text
+
+    @property
     def arch(self) -> Optional[str]:
         return self.topology.arch if self.topology else None
 
@@ -64,7 +88,7 @@ class Board:
                 "classes": [c.to_dict() for c in self.classes], "cores": self.cores,
                 "arch": self.arch, "suggested_target": self.suggested_target,
                 "board": self.topology.board if self.topology else None,
-                "topology_error": self.topology_error}
+                "topology_error": self.topology_error, "slot": self.slot, "busy": self.busy}
 
 
 def boards_from_summary(summary: dict) -> List[Board]:

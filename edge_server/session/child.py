@@ -31,8 +31,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from edge_common.cpulist import format_cpulist
 from edge_server.session.ipc import ModeReporter
-from edge_common.modes import ModeError, Resolution, resolve
-from edge_common.topology import as_topology
+from edge_common.modes import ModeError, Resolution
+from edge_common.slots import resolve_mode as resolve   # within the session's slot, if any
 from edge_server.session.pinning import PinningError, ThreadPinner
 from edge_server.session.workdir import WorkDir
 
@@ -67,7 +67,6 @@ class ThreadModes:
 
     def __init__(self, ctx: SessionContext):
         self.ctx = ctx
-        self.topology = as_topology(ctx.topology)   # parsed once, in the spare
         self.host_cpus = sorted(os.sched_getaffinity(0))
         self.pinner: Optional[ThreadPinner] = None
         self.setup_error: Optional[str] = None
@@ -110,7 +109,7 @@ class ThreadModes:
         report(state["mode"])
 
     def _default(self):
-        res = resolve(self.topology, self.ctx.default_mode)
+        res = resolve(self.ctx.topology, self.ctx.default_mode)
         if set(res.cpus) <= set(self.host_cpus) or not self.ctx.fixture_root:
             return res.mode, res.cpus
         # A fixture board's CPUs need not exist here: serve on this machine's
@@ -130,7 +129,7 @@ class ThreadModes:
         each one once."""
         if isinstance(mode, str) and mode in self._resolved:
             return self._resolved[mode]
-        res = resolve(self.topology, mode)
+        res = resolve(self.ctx.topology, mode)
         self._check_exists_here(res.mode, res.cpus)
         if len(self._resolved) < MAX_REMEMBERED_MODES:
             self._resolved[mode] = res

@@ -9,11 +9,18 @@ from edge_common.topology import Topology
 
 
 def boards_table(boards) -> str:
-    rows = [[b.key, b.address, "edge" if b.edge else "stock",
-             "%d/%d" % (b.key_free, b.key_total), b.key_pending, b.describe_classes()]
-            for b in boards]
-    return "\n".join(table(["KEY", "ADDRESS", "SERVER", "FREE", "PENDING", "CORE CLASSES"],
-                           rows, right=(3, 4)))
+    """One row per server; with slots (edge-server --slots) one row per slot,
+    with its cores and whether a session runs on it."""
+    slots = any(b.slot for b in boards)
+    rows = []
+    for b in boards:
+        row = [b.key, b.address, "edge" if b.edge else "stock",
+               "%d/%d" % (b.key_free, b.key_total), b.key_pending]
+        if slots:
+            row.append(b.describe_slot())
+        rows.append(row + [b.describe_classes()])
+    headers = ["KEY", "ADDRESS", "SERVER", "FREE", "PENDING"] + (["SLOT"] if slots else [])
+    return "\n".join(table(headers + ["CORE CLASSES"], rows, right=(3, 4)))
 
 
 def probe_text(board: str, topology: Topology, state: Optional[dict], targets: dict) -> str:
