@@ -64,8 +64,10 @@ def test_the_fields_added_later_are_typed_kept_and_never_required():
     doc = copy.deepcopy(RK3399)
     del doc["cpus"][0]["uarch_source"]                    # a board older than provenance
     del doc["clusters"][0]["source"]
-    doc.update(linker="/usr/bin/g++", version="0.3.0", host="nanopi")
+    doc.update(linker="/usr/bin/g++", version="0.3.0", host="nanopi",
+               slot={"index": 0, "count": 2, "cpus": [4]})
     t = Topology.from_dict(doc)
+    assert t.slot["cpus"] == [4] and t.extra == {}
     assert t.cpus[4].uarch_source == "midr_el1" and t.cpus[0].uarch_source is None
     assert t.clusters[1].source == "cluster_cpus_list" and t.clusters[0].source is None
     assert (t.linker, t.version, t.host) == ("/usr/bin/g++", "0.3.0", "nanopi")
@@ -128,6 +130,7 @@ def _broken(path, value):
     (("tvm_target",), "llvm -mcpu=cortex-a72", "tvm_target must be a JSON object or null"),
     (("schema",), 0, "schema must be 1 or more"),
     (("linker",), 0, "topology.linker must be a string or null, got 0"),
+    (("slot",), [4], "topology.slot must be a JSON object or null, got [4]"),
 ])
 def test_a_malformed_document_names_the_field_and_what_it_must_be(path, value, words):
     with pytest.raises(TopologyError) as info:
