@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from bench import benchlib as bl
+from edge_common.cpulist import format_cpulist
 
 NAME = "slots"
 TWO, ONE = "cpus:0;cpus:1", "cpus:0"
@@ -278,7 +279,7 @@ def render(data) -> str:
     for spec in (ONE, TWO):
         sess = [r["per_s"] for r in data["sessions"] if r["spec"] == spec]
         runs = [r["per_s"] for r in data["runner"] if r["spec"] == spec]
-        pin = sorted({"%s→cpus %s" % (b, bl.format_cpulist(c)) for r in data["runner"]
+        pin = sorted({"%s→cpus %s" % (b, format_cpulist(c)) for r in data["runner"]
                       if r["spec"] == spec for b, c in r["pinning"]})
         rows.append([LABELS[spec], bl.fmt_spread(bl.summary(sess), "/s"),
                      bl.fmt_spread(bl.summary(runs), " trials/s"), ", ".join(pin)])
@@ -316,7 +317,7 @@ def render(data) -> str:
         lines.append("- interference here, `edge-server calibrate --slots \"cpus:0;cpus:1\" "
                      "--fresh` in the same run (%s): %s" % (cal.get("method"), "; ".join(
                          "slot %d (cpus %s): memory %+.1f%%, compute %+.1f%%"
-                         % (s["index"], bl.format_cpulist(s["cpus"]),
+                         % (s["index"], format_cpulist(s["cpus"]),
                             100 * s["slowdown"]["memory"], 100 * s["slowdown"]["compute"])
                          for s in cal["slots"])))
     elif cal.get("error"):
