@@ -53,9 +53,10 @@ def main(argv: Sequence[str]) -> int:
     from edge_server.daemon.server import Server, ServerError
     from edge_server.daemon.workroot import WorkRootError
 
-    server = Server(config, topology, default_mode, probe=probe_topology)
+    from edge_server.session.sandbox import SandboxError
     try:
+        server = Server(config, topology, default_mode, probe=probe_topology)
         return server.run()
-    except (ServerError, WorkRootError) as err:
+    except (ServerError, WorkRootError, SandboxError) as err:
         _error(err)
         return 1

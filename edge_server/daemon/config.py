@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence, Tuple
 
 from edge_server.daemon.workroot import default_work_root
+from edge_server.session.limits import Limits, default_address_space
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
@@ -65,6 +66,9 @@ class Config:
     max_upload_bytes: int = 256 << 20
     max_disk_bytes: int = 1 << 30
     work_root: str = field(default_factory=default_work_root)
+    sandbox: str = "auto"                 # auto | required | off (edge_server.session.sandbox)
+    session_limits: Limits = Limits()     # rlimits of every session process
+    allow_perf: bool = False              # let sessions call perf_event_open
 
     @property
     def tracker_text(self) -> Optional[str]:
@@ -137,7 +141,42 @@ def build_parser() -> argparse.ArgumentParser:
                    "$RUNTIME_DIRECTORY or $STATE_DIRECTORY from systemd, else "
                    "<tmp>/edge-server-<uid>)")
     p.add_argument("--verbose", action="store_true", help="debug logging")
+    _add_sandbox_flags(p)
     return p
+
+
+def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
+    box = p.add_argument_group("per-session sandbox (docs/security.md)")
+    box.add_argument("--sandbox", default="auto", choices=("auto", "required", "off"),
+                     help="confine each session's uploaded code with Landlock, seccomp and "
+                          "rlimits: auto takes what the kernel has, required refuses to start "
+                          "without Landlock and seccomp, off is for debugging (default auto)")
+    box.add_argument("--session-max-memory", default="auto", metavar="SIZE",
+                     help="address space a session may add to what it maps at start "
+                          "(default auto: 3/4 of RAM)")
+    box.add_argument("--session-max-files", type=int, default=1024, metavar="N",
+                     help="open files per session process (default 1024)")
+    box.add_argument("--session-max-procs", type=int, default=512, metavar="N",
+                     help="processes and threads of the daemon's user a session may reach "
+                          "(RLIMIT_NPROC; the kernel ignores it for root; default 512)")
+    box.add_argument("--session-max-file-size", metavar="SIZE",
+                     help="largest file a session may write (default: --max-disk)")
+    box.add_argument("--allow-perf", action="store_true",
+                     help="let sessions use perf_event_open (hardware counters)")
+
+
+def _session_limits(args, max_disk: int) -> Limits:
+    for flag, value in (("--session-max-files", args.session_max_files),
+                        ("--session-max-procs", args.session_max_procs)):
+        if value < 16:
+            raise ConfigError("%s %d is too low for a TVM session (its thread pool and "
+                              "libraries need more); use at least 16" % (flag, value))
+    memory = (default_address_space() if args.session_max_memory.strip().lower() == "auto"
+              else parse_size(args.session_max_memory, "--session-max-memory"))
+    size = (parse_size(args.session_max_file_size, "--session-max-file-size")
+            if args.session_max_file_size else max_disk)
+    return Limits(address_space=memory, open_files=args.session_max_files,
+                  processes=args.session_max_procs, file_size=size)
 
 
 def parse_size(text: str, flag: str) -> int:
@@ -214,6 +253,7 @@ def parse_args(argv: Sequence[str], environ: Optional[Mapping[str, str]] = None)
                                          or any(c.isspace() for c in args.custom_addr)):
         raise ConfigError("--custom-addr %r is not a host name or address" % args.custom_addr)
     work_root = args.work_root or default_work_root(environ)
+    max_disk = parse_size(args.max_disk, "--max-disk")
     return Config(
         host=args.host, port=args.port, port_end=args.port_end, tracker=tracker, key=args.key,
         custom_addr=args.custom_addr, load_library=_libraries(args.load_library),
@@ -225,8 +265,10 @@ def parse_args(argv: Sequence[str], environ: Optional[Mapping[str, str]] = None)
         grace=_seconds(args.grace, "--grace", allow_zero=True),
         handshake_timeout=_seconds(args.handshake_timeout, "--handshake-timeout"),
         max_upload_bytes=parse_size(args.max_upload, "--max-upload"),
-        max_disk_bytes=parse_size(args.max_disk, "--max-disk"),
+        max_disk_bytes=max_disk,
         work_root=os.path.abspath(work_root),
+        sandbox=args.sandbox, session_limits=_session_limits(args, max_disk),
+        allow_perf=args.allow_perf,
     )
 
 

@@ -51,6 +51,7 @@ from edge_server.session.ipc import ModeReporter, ModeReportReader
 from edge_server.daemon.notify import Notifier
 from edge_server.daemon.tracker import TrackerLink
 from edge_server.daemon.workroot import WorkRoot, remove_tree
+from edge_server.session.sandbox import make_plan
 
 log = logging.getLogger("edge_server.daemon.server")
 
@@ -114,6 +115,7 @@ class _Spare:
     born: float
     reports: ModeReportReader
     told: bool = False            # told to prepare (only while no client is in a session)
+    work_dir: str = ""            # made at fork: its sandbox is applied before TVM's pool
 
 
 def describe_status(status: int) -> str:
@@ -187,6 +189,8 @@ class Server:
         self._probe = probe
         self._clock = clock
         self._pid = os.getpid()
+        self.sandbox = make_plan(config.sandbox, config.session_limits, self._pid,
+                                 config.allow_perf, config.load_library)
         self._work = WorkRoot(config.work_root)
         self._listen: Optional[socket.socket] = None
         self.port: Optional[int] = None
@@ -283,6 +287,7 @@ class Server:
         """The capabilities the tracker shows under "edge": the topology plus our default."""
         info = dict(self.topology)
         info["default_mode"] = self.default_mode
+        info["sandbox"] = self.sandbox.info()
         return info
 
     def _shutdown(self) -> None:
@@ -582,7 +587,8 @@ class Server:
                               load_library=self.config.load_library,
                               max_upload_bytes=self.config.max_upload_bytes,
                               max_disk_bytes=self.config.max_disk_bytes,
-                              fixture_root=self.config.root is not None)
+                              fixture_root=self.config.root is not None,
+                              sandbox=self.sandbox)
 
     def _start_session(self, peer: _Peer, request: SessionRequest) -> None:
         try:
@@ -594,7 +600,7 @@ class Server:
             return
         ctx = self._context(work_dir, peer.peer)
         peer.conn.setblocking(True)
-        spare = self._hand_to_spare(peer.conn, ctx)
+        spare = self._hand_to_spare(peer.conn, ctx) if self._adopt_spare_dir(work_dir) else None
         how = "prepared in advance"
         if spare is not None:
             pid, reports = spare.pid, spare.reports
@@ -632,6 +638,22 @@ class Server:
             os.close(write_end)
         return pid, ModeReportReader(read_end)
 
+    def _adopt_spare_dir(self, work_dir: str) -> bool:
+        """Move the spare's own work dir (the one its sandbox grants) to the
+        session's name; False (the spare is retired) if that fails."""
+        spare = self._spare
+        if spare is None:
+            return False
+        try:
+            os.rename(spare.work_dir, work_dir)   # replaces the fresh, empty dir
+        except OSError as err:
+            log.warning("moving spare work dir %s to %s failed: %s; forking a session",
+                        spare.work_dir, work_dir, err.strerror)
+            self._retire(spare)
+            return False
+        spare.work_dir = ""
+        return True
+
     # ---- the spare: the next session's process, forked and set up while idle ----------------
     def _ensure_spare(self, now: float) -> None:
         """Have the next session's process ready before its client comes, so the client
@@ -656,9 +678,16 @@ class Server:
             spare.told = True
 
     def _fork_spare(self, now: float) -> None:
+        try:
+            spare_dir = self._work.new_session_dir(prefix="p")
+        except OSError as err:
+            log.warning("cannot create a spare work dir in %s: %s; sessions fork on demand",
+                        self._work.own_dir, err.strerror)
+            self._spare_retry_at = now + 5.0
+            return
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        template = dataclasses.replace(self._context("", "(not connected yet)"),
+        template = dataclasses.replace(self._context(spare_dir, "(not connected yet)"),
                                        mode_report_fd=write_end)
         try:
             pid = self._fork(lambda: self._spare_main(child_end, template), keep=child_end,
@@ -669,11 +698,12 @@ class Server:
             self._spare_retry_at = now + 5.0
             _close(parent_end)
             os.close(read_end)
+            remove_tree(spare_dir)
             return
         finally:
             _close(child_end)
             os.close(write_end)
-        self._spare = _Spare(pid, parent_end, now, ModeReportReader(read_end))
+        self._spare = _Spare(pid, parent_end, now, ModeReportReader(read_end), work_dir=spare_dir)
 
     def _spare_main(self, channel: socket.socket, template) -> int:
         """In the spare: wait; set up what needs no client when told to; serve the
@@ -727,12 +757,16 @@ class Server:
         spare.reports.close()
         _killpg(spare.pid)
         self._retired.add(spare.pid)
+        if spare.work_dir:
+            remove_tree(spare.work_dir)
 
     def _spare_died(self, status: int) -> None:
         spare, self._spare = self._spare, None
         _close(spare.channel)
         spare.reports.close()
         _killpg(spare.pid)
+        if spare.work_dir:
+            remove_tree(spare.work_dir)
         self._spare_failures += 1
         delay = min(30.0, 0.5 * 2 ** self._spare_failures)
         self._spare_retry_at = self._clock() + delay
@@ -1014,6 +1048,7 @@ class Server:
         elif link is None:
             parts.append("direct connections with key %s" % (self.config.key or "''"))
         parts.append("sessions: %d ok, %d failed" % (self.ok, self.failed))
+        parts.append("sandbox: " + self.sandbox.describe())
         return "; ".join(parts)
 
     def _status(self, text: str) -> None:
