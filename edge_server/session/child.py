@@ -210,6 +210,8 @@ class PreparedSession:
         _check_same_setup(self.ctx, ctx)
         _check_sandboxed_dir(self.ctx, ctx, self.sandbox)
         os.chdir(ctx.work_dir)
+        if self.sandbox is not sandbox_mod.OFF:
+            sandbox_mod.enter(ctx.work_dir)
         self.ctx = ctx
         self.work = WorkDir(ctx.work_dir, ctx.max_upload_bytes, ctx.max_disk_bytes)
         self.modes.announce(ctx, ModeReporter(ctx.mode_report_fd))

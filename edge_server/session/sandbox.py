@@ -26,6 +26,7 @@ applies it (`apply`), so per-session cost is a few system calls.
 What a session got is `Applied.description`: "landlock v7 + seccomp",
 "seccomp only (kernel lacks landlock)", "off (--sandbox off)", ...
 """
+import importlib.util
 import os
 import sys
 import tempfile
@@ -131,9 +132,12 @@ def python_trees() -> Tuple[str, ...]:
     `python -m`, which may be a home directory."""
     trees = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     for name in PACKAGES:
-        module = sys.modules.get(name)
-        path = getattr(module, "__file__", None)
-        if path:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        path = spec.origin if spec is not None else None
+        if path and os.path.isabs(path):
             trees.add(os.path.dirname(os.path.dirname(os.path.abspath(path))))
     return tuple(sorted(t for t in trees if t and os.path.realpath(t) != "/"))
 
@@ -207,7 +211,7 @@ def apply(plan: Optional[Plan], work_dir: str) -> Applied:
     if plan.seccomp_filter is not None and _timed(out, "seccomp", seccomp.load,
                                                          plan.seccomp_filter) is not None:
         out.seccomp = True
-    _temp_in(work_dir)
+    enter(work_dir)
     lacking = list(plan.lacking) + out.errors
     out.description = _describe(out.landlock_abi, out.seccomp, lacking)
     if plan.mode == "required" and (out.errors or not (out.landlock_abi and out.seccomp)):
@@ -242,9 +246,10 @@ def _landlock(plan: Plan, work_dir: str) -> None:
     rules.restrict_self()
 
 
-def _temp_in(work_dir: str) -> None:
+def enter(work_dir: str) -> None:
     """Temporary files (Python's and g++'s) go to the work dir, the only
-    place the session may write."""
+    place the session may write; again at serve time, under the name the
+    daemon gave the spare's dir."""
     os.environ["TMPDIR"] = work_dir
     tempfile.tempdir = work_dir
 

@@ -28,8 +28,8 @@ def boards_table(boards) -> str:
     for b in boards:
         rows.append([b.key, b.address, "edge" if b.edge else "stock",
                      "%d/%d" % (b.key_free, b.key_total), str(b.key_pending),
-                     b.describe_classes()])
-    return table(["KEY", "ADDRESS", "SERVER", "FREE", "PENDING", "CORE CLASSES"], rows,
+                     b.describe_classes(), b.sandbox])
+    return table(["KEY", "ADDRESS", "SERVER", "FREE", "PENDING", "CORE CLASSES", "SANDBOX"], rows,
                  right=(3, 4))
 
 
