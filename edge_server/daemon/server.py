@@ -51,7 +51,7 @@ from edge_server.session.ipc import ModeReporter, ModeReportReader
 from edge_server.daemon.notify import Notifier
 from edge_server.daemon.tracker import TrackerLink
 from edge_server.daemon.workroot import WorkRoot, remove_tree
-from edge_server.session.sandbox import make_plan
+from edge_server.session.sandbox import WorkDirMoved, make_plan
 
 log = logging.getLogger("edge_server.daemon.server")
 
@@ -720,7 +720,10 @@ class Server:
             if not msg:
                 return 0                      # retired by the daemon
             if msg == SPARE_PREPARE and prepared is None:
-                prepared = session_mod.prepare_session(template)
+                try:
+                    prepared = session_mod.prepare_session(template)
+                except WorkDirMoved:
+                    pass     # its client came meanwhile: set up below, under the new name
         info = json.loads(msg.decode("utf-8"))
         conn = socket.socket(fileno=fds[0])
         channel.close()

@@ -164,17 +164,23 @@ class Ruleset:
             raise LandlockError(err.errno, "open %s for a Landlock rule: %s"
                                 % (path, err.strerror)) from None
         try:
-            if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                access &= FILE_RIGHTS
-            attr = _PathBeneathAttr(access & self.fs, fd)
+            self.allow_fd(fd, access, path)
+        finally:
+            os.close(fd)
+        return True
+
+    def allow_fd(self, fd: int, access: int, name: str) -> None:
+        """Grant `access` beneath the file or directory open as `fd` (the
+        inode, whatever its path becomes later)."""
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            access &= FILE_RIGHTS
+        attr = _PathBeneathAttr(access & self.fs, fd)
+        try:
             _call(self._nr[1], self.fd, ctypes.c_int(RULE_PATH_BENEATH), ctypes.byref(attr),
                   ctypes.c_uint32(0))
         except LandlockError as err:
             raise LandlockError(err.errno, "landlock_add_rule %s: %s"
-                                % (path, err.strerror)) from None
-        finally:
-            os.close(fd)
-        return True
+                                % (name, err.strerror)) from None
 
     def allow_all(self, paths: Iterable[str], access: int) -> int:
         return sum(1 for p in paths if self.allow(p, access))

@@ -57,6 +57,11 @@ class SandboxError(RuntimeError):
     """The sandbox cannot be set up as required; str() says what is missing."""
 
 
+class WorkDirMoved(SandboxError):
+    """The work dir was gone before anything was applied: the daemon renamed a
+    spare's dir for its client meanwhile (set up again with the new name)."""
+
+
 @dataclass(frozen=True)
 class Plan:
     """What every session of this daemon applies; made once by the daemon."""
@@ -195,14 +200,25 @@ def apply(plan: Optional[Plan], work_dir: str) -> Applied:
         return OFF
     if not work_dir:
         raise SandboxError("the sandbox needs the session's work dir before it starts")
-    st = os.stat(work_dir)
+    try:
+        dir_fd = os.open(work_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise WorkDirMoved("work dir %s is gone; nothing applied" % work_dir) from None
+    try:
+        return _apply(plan, work_dir, dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _apply(plan: Plan, work_dir: str, dir_fd: int) -> Applied:
+    st = os.fstat(dir_fd)
     out = Applied("", threads_at_apply=_thread_count(), work_dir_id=(st.st_dev, st.st_ino))
     _timed(out, "no_new_privs", seccomp.set_no_new_privs)
     if plan.landlock_abi:
         if out.threads_at_apply > 1:
             out.errors.append("landlock: %d threads already ran; it would miss all but one"
                               % out.threads_at_apply)
-        elif _timed(out, "landlock", _landlock, plan, work_dir):
+        elif _timed(out, "landlock", _landlock, plan, work_dir, dir_fd):
             out.landlock_abi = plan.landlock_abi
     out.limits = _timed(out, "rlimits", limits_mod.apply, plan.limits) or {}
     if os.geteuid() == 0:
@@ -232,10 +248,10 @@ def _timed(out: Applied, part: str, func, *args):
     return True if result is None else result
 
 
-def _landlock(plan: Plan, work_dir: str) -> None:
+def _landlock(plan: Plan, work_dir: str, dir_fd: int) -> None:
     rules = landlock.Ruleset(plan.landlock_abi)
     try:
-        rules.allow(work_dir, rules.fs)
+        rules.allow_fd(dir_fd, rules.fs, work_dir)
         rules.allow_all(plan.read_exec, landlock.READ_EXEC)
         rules.allow_all(plan.read_only, READ)
         rules.allow_all(plan.read_write, RW_FILE)

@@ -269,3 +269,31 @@ def test_sandbox_flags_parse_and_bad_ones_say_what_would_work():
         parse_args(["--session-max-files", "3"])
     with pytest.raises(ConfigError, match="--session-max-memory 'lots' is not a size"):
         parse_args(["--session-max-memory", "lots"])
+
+
+def test_a_work_dir_renamed_before_the_sandbox_applies_nothing(places):
+    """The daemon may rename a spare's dir while the spare starts to prepare:
+    the spare must learn that before anything is applied, and set up again."""
+    work, _, _ = places
+    plan = sandbox.make_plan("auto", LIMITS, os.getpid())
+
+    def attempt(applied):
+        return {}
+    gone = work.parent / "renamed-away"
+    got = in_sandboxed_child(plan, gone, attempt)
+    assert "is gone; nothing applied" in got["refused"]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sandbox.apply(plan, str(gone))
+        except sandbox.WorkDirMoved:
+            with open("/proc/self/status") as f:
+                nnp = [line for line in f if line.startswith("NoNewPrivs")][0].split()[1]
+            os.write(write_end, nnp.encode())
+        os._exit(0)
+    os.close(write_end)
+    nnp = os.read(read_end, 16)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert nnp == b"0"
