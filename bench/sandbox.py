@@ -22,6 +22,7 @@ import sys
 import time
 
 from bench import benchlib as bl
+from tests.support import hostile_kit
 
 NAME = "sandbox"
 TARGET_MS = 2.0
@@ -42,34 +43,16 @@ def time_apply(plan, work_root: str) -> dict:
     from edge_server.session import sandbox
     work = os.path.join(work_root, "s%d" % time.monotonic_ns())
     os.mkdir(work, 0o700)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            t0 = time.perf_counter()
-            applied = sandbox.apply(plan, work)
-            total = (time.perf_counter() - t0) * 1e3
-            os.write(write_end, json.dumps({"total": total, "parts": applied.cost_ms,
-                                            "applied": applied.description}).encode())
-        except BaseException as err:  # noqa: B902 - the parent reports it
-            os.write(write_end, json.dumps({"error": repr(err)}).encode())
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    data = b""
-    while True:
-        chunk = os.read(read_end, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(read_end)
-    os.waitpid(pid, 0)
+
+    def body():
+        t0 = time.perf_counter()
+        applied = sandbox.apply(plan, work)
+        total = (time.perf_counter() - t0) * 1e3
+        return {"total": total, "parts": applied.cost_ms, "applied": applied.description}
+    out = hostile_kit.in_child(body)
     shutil.rmtree(work, ignore_errors=True)
-    out = json.loads(data)
-    if "error" in out:
-        raise RuntimeError("sandbox.apply failed in the child: %s" % out["error"])
+    if "crash" in out:
+        raise RuntimeError("sandbox.apply failed in the child: %s" % out["crash"])
     return out
 
 
@@ -181,8 +164,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.sessions = 10, 3
-    data = run(args)
-    bl.finish(NAME, data, render, args)
+    bl.finish(NAME, run(args), render, args)
     return 0
 
 

@@ -163,24 +163,16 @@ def _rule(lib, ctx, action: int, name: str, args=()) -> bool:
 
 
 def _export(lib, ctx) -> bytes:
+    """The BPF program libseccomp wrote, through a pipe (a few hundred bytes)."""
     read_end, write_end = os.pipe()
-    try:
-        rc = lib.seccomp_export_bpf(ctx, write_end)
-        os.close(write_end)
-        write_end = -1
+    with os.fdopen(read_end, "rb") as reader:
+        try:
+            rc = lib.seccomp_export_bpf(ctx, write_end)
+        finally:
+            os.close(write_end)
         if rc < 0:
             raise SeccompError(-rc, "seccomp_export_bpf: %s" % os.strerror(-rc))
-        chunks = []
-        while True:
-            chunk = os.read(read_end, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(read_end)
-        if write_end >= 0:
-            os.close(write_end)
+        return reader.read()
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -163,3 +163,27 @@ def processes_in_group(pgid: int) -> list:
         if int(fields_after[2]) == pgid:
             found.append(int(name))
     return found
+
+
+def in_child(body) -> dict:
+    """Fork; the child runs body() -> dict (a process the sandbox may narrow
+    for good) and sends it back as JSON; {"crash": repr} if body raised."""
+    import json
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(read_end)
+            try:
+                out = body()
+            except BaseException as err:  # noqa: B902 - report anything to the parent
+                out, code = {"crash": repr(err)}, 1
+            os.write(write_end, json.dumps(out).encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        data = reader.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)

@@ -16,6 +16,7 @@ from hypothesis import given, strategies as st
 from edge_server.daemon.config import ConfigError, parse_args
 from edge_server.session import landlock, sandbox, seccomp
 from edge_server.session.limits import Limits
+from tests.support import hostile_kit as hostile
 
 LIMITS = Limits(address_space=256 << 20, open_files=64, processes=4096, file_size=1 << 20)
 LIBSECCOMP_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64",
@@ -101,36 +102,16 @@ def test_the_plan_grants_the_python_install_but_not_the_working_directory(tmp_pa
 
 
 def in_sandboxed_child(plan, work_dir, attempt, extra_thread=False) -> dict:
-    """Fork; in the child apply the plan, run attempt(applied) -> dict; its JSON."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
+    """In a forked child: apply the plan, run attempt(applied) -> dict."""
+    def body():
+        if extra_thread:
+            threading.Thread(target=threading.Event().wait, daemon=True).start()
         try:
-            os.close(read_end)
-            if extra_thread:
-                threading.Thread(target=threading.Event().wait, daemon=True).start()
-            try:
-                applied = sandbox.apply(plan, str(work_dir))
-                out = dict(attempt(applied), applied=applied.state())
-            except sandbox.SandboxError as err:
-                out = {"refused": str(err)}
-            os.write(write_end, json.dumps(out).encode())
-        except BaseException as err:  # noqa: B902 - report anything to the parent
-            os.write(write_end, json.dumps({"crash": repr(err)}).encode())
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    data = b""
-    while True:
-        chunk = os.read(read_end, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    return json.loads(data)
+            applied = sandbox.apply(plan, str(work_dir))
+        except sandbox.SandboxError as err:
+            return {"refused": str(err)}
+        return dict(attempt(applied), applied=applied.state())
+    return hostile.in_child(body)
 
 
 def errno_of(func):
@@ -282,18 +263,12 @@ def test_a_work_dir_renamed_before_the_sandbox_applies_nothing(places):
     gone = work.parent / "renamed-away"
     got = in_sandboxed_child(plan, gone, attempt)
     assert "is gone; nothing applied" in got["refused"]
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+    def body():
         try:
             sandbox.apply(plan, str(gone))
         except sandbox.WorkDirMoved:
-            with open("/proc/self/status") as f:
-                nnp = [line for line in f if line.startswith("NoNewPrivs")][0].split()[1]
-            os.write(write_end, nnp.encode())
-        os._exit(0)
-    os.close(write_end)
-    nnp = os.read(read_end, 16)
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    assert nnp == b"0"
+            pass
+        with open("/proc/self/status") as f:
+            return {"nnp": [line for line in f if line.startswith("NoNewPrivs")][0].split()[1]}
+    nnp = hostile.in_child(body)["nnp"]
+    assert nnp == "0"
