@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 ACT_ALLOW = 0x7FFF0000
-CMP_NE, CMP_EQ, CMP_MASKED_EQ = 1, 4, 7
+CMP_NE, CMP_MASKED_EQ = 1, 7
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_TSYNC = 1
 PR_SET_NO_NEW_PRIVS = 38
@@ -129,8 +129,7 @@ def build(daemon_pid: int, allow_perf: bool = False) -> Filter:
         for flag in CLONE_NEW_FLAGS:                           # no new namespaces via clone
             _rule(lib, ctx, _act_errno(errno.EPERM), "clone", [(0, CMP_MASKED_EQ, flag, flag)])
         _rule(lib, ctx, _act_errno(errno.EPERM), "prlimit64", [(2, CMP_NE, 0, 0)])
-        for name in ("kill", "tgkill", "pidfd_open"):
-            _rule(lib, ctx, _act_errno(errno.EPERM), name, [(0, CMP_EQ, daemon_pid, 0)])
+        _deny_signals(lib, ctx, daemon_pid)
         program = _export(lib, ctx)
         nr = lib.seccomp_syscall_resolve_name(b"seccomp")
         if nr < 0:
@@ -138,6 +137,19 @@ def build(daemon_pid: int, allow_perf: bool = False) -> Filter:
         return Filter(program, nr, tuple(denied) + ("socket", "clone3"), allow_perf)
     finally:
         lib.seccomp_release(ctx)
+
+
+def _deny_signals(lib, ctx, daemon_pid: int) -> None:
+    """No signal to the daemon, its process group, or every process the user
+    may signal (kill(-1)): a session runs as the daemon's user. The pid is an
+    int, compared on its low 32 bits so sign extension does not matter."""
+    low = 0xFFFFFFFF
+    for target in (daemon_pid, -daemon_pid, -1):
+        _rule(lib, ctx, _act_errno(errno.EPERM), "kill",
+              [(0, CMP_MASKED_EQ, low, target & low)])
+    for name in ("tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open"):
+        _rule(lib, ctx, _act_errno(errno.EPERM), name,
+              [(0, CMP_MASKED_EQ, low, daemon_pid & low)])
 
 
 def _deny_all(lib, ctx, names: Sequence[str]) -> List[str]:

@@ -100,10 +100,13 @@ __attribute__((constructor)) static void edge_hostile(void) {
   int pt_err = pt < 0 ? -errno : 0;
   if (pt == 0) ptrace(PTRACE_DETACH, d, 0, 0);
   int k = kill(d, SIGCONT) < 0 ? -errno : 0;
+  int group = kill(-d, 0) < 0 ? -errno : 0;     /* signal 0: only asks whether it may */
+  int everyone = kill(-1, 0) < 0 ? -errno : 0;
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/environ", (int)d);
   int env = try_read(path, buf, sizeof buf);
-  snprintf(out, sizeof out, "ptrace=%d kill=%d environ=%d", pt_err, k, env);
+  snprintf(out, sizeof out, "ptrace=%d kill=%d group=%d everyone=%d environ=%d", pt_err, k,
+           group, everyone, env);
 #endif
   result(out);
 }

@@ -162,6 +162,8 @@ def test_the_daemon_cannot_be_traced_signalled_or_read(world):
     state, report = hostile_session(world, "ptrace_daemon")
     if seccomp_enforced(state):
         assert (report["ptrace"], report["kill"]) == (str(-EPERM), str(-EPERM)), report
+        assert report["everyone"] == str(-EPERM), report      # kill(-1) would reach the daemon
+        assert report["group"] in (str(-EPERM), str(-3)), report   # ESRCH: not a group leader
     if fs_enforced(state):
         assert report["environ"] == str(-EACCES), report
     assert kit.proc_state(world.board.pid) not in (None, "T", "t")
