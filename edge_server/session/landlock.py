@@ -91,18 +91,29 @@ def _call(nr: int, *args) -> int:
     return ret
 
 
-def abi_version() -> int:
-    """The Landlock ABI the kernel offers: 0 when it has none (too old, built
-    without it, or not in the `lsm=` list), else 1, 2, ..."""
+def probe() -> Tuple[int, str]:
+    """(the Landlock ABI this process may use, why not when 0). 0 when the
+    kernel has none (too old, built without it, or not in the `lsm=` list), or
+    when a seccomp filter above us refuses the call (systemd 252's
+    @system-service does not list the landlock calls)."""
     numbers = syscall_numbers()
     if numbers is None:
-        return 0
+        return 0, "no landlock syscall numbers known for %s" % platform.machine()
     try:
-        return _call(numbers[0], None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
+        return _call(numbers[0], None, ctypes.c_size_t(0),
+                     ctypes.c_uint32(CREATE_RULESET_VERSION)), ""
     except LandlockError as err:
-        if err.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
-            return 0
+        if err.errno in (errno.ENOSYS, errno.EOPNOTSUPP):
+            return 0, "kernel lacks landlock"
+        if err.errno == errno.EPERM:
+            return 0, ("landlock blocked by a syscall filter (EPERM; under systemd allow "
+                       "landlock_create_ruleset landlock_add_rule landlock_restrict_self)")
         raise
+
+
+def abi_version() -> int:
+    """The ABI from probe(): 0, 1, 2, ..."""
+    return probe()[0]
 
 
 def handled_fs(abi: int) -> int:

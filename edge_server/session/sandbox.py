@@ -113,9 +113,9 @@ def make_plan(mode: str, session_limits: Limits, daemon_pid: int, allow_perf: bo
     if mode == "off":
         return Plan(mode)
     lacking: List[str] = []
-    abi = landlock.abi_version() if landlock_abi is None else landlock_abi
+    abi, why = landlock.probe() if landlock_abi is None else (landlock_abi, "")
     if abi == 0:
-        lacking.append("kernel lacks landlock")
+        lacking.append(why or "kernel lacks landlock")
     flt = None
     try:
         flt = seccomp.build(daemon_pid, allow_perf)

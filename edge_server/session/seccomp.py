@@ -25,6 +25,7 @@ CMP_NE, CMP_MASKED_EQ = 1, 7
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_TSYNC = 1
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 
 # What a measured kernel (and the compiler a stock client's .tar needs) never
 # calls; each group says why it is here.
@@ -202,7 +203,9 @@ def set_no_new_privs() -> None:
 
 
 def load(flt: Filter) -> None:
-    """Install the filter on every thread of this process (TSYNC)."""
+    """Install the filter on every thread of this process (TSYNC); where the
+    seccomp() call itself is filtered (systemd 252's @system-service lacks it)
+    or missing, with prctl() on this thread, which is then the only one."""
     if len(flt.program) % 8:
         raise SeccompError(errno.EINVAL, "seccomp program of %d bytes is not whole "
                            "instructions" % len(flt.program))
@@ -210,6 +213,8 @@ def load(flt: Filter) -> None:
     prog = _SockFprog(len(flt.program) // 8, ctypes.cast(buf, ctypes.c_void_p))
     ret = _libc.syscall(ctypes.c_long(flt.seccomp_nr), ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
                         ctypes.c_uint(SECCOMP_FILTER_FLAG_TSYNC), ctypes.byref(prog))
+    if ret != 0 and ctypes.get_errno() in (errno.EPERM, errno.ENOSYS):
+        ret = _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0)
     if ret != 0:
         err = ctypes.get_errno()
         raise SeccompError(err, "seccomp(SET_MODE_FILTER, TSYNC): %s%s"
