@@ -8,8 +8,10 @@ the session stays up. Every attempt reports the errno it got, so the test
 asserts the kernel's answer, and then checks from outside that nothing
 escaped (files, listener, processes).
 """
+import errno
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 HOSTILE_C = r"""
@@ -190,3 +192,30 @@ def in_child(body) -> dict:
         data = reader.read()
     os.waitpid(pid, 0)
     return json.loads(data)
+
+
+def systemd_252_like_filter():
+    """What the unit's SystemCallFilter=@system-service alone does on systemd 252:
+    landlock_* and seccomp() fail with EPERM (prctl stays allowed)."""
+    from edge_server.session import seccomp
+    lib = seccomp._lib()
+    ctx = lib.seccomp_init(seccomp.ACT_ALLOW)
+    try:
+        for name in ("landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
+                     "seccomp"):
+            seccomp._rule(lib, ctx, seccomp._act_errno(errno.EPERM), name)
+        return seccomp.Filter(seccomp._export(lib, ctx), seccomp.resolve("seccomp"), (), False)
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def filtered_argv(*argv) -> list:
+    """A command line that runs `argv` under systemd_252_like_filter()."""
+    return [sys.executable, "-m", "tests.support.hostile_kit", "filtered", *map(str, argv)]
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["filtered"]:
+    from edge_server.session import seccomp as _seccomp
+    _seccomp.set_no_new_privs()
+    _seccomp.load(systemd_252_like_filter())
+    os.execv(sys.argv[2], sys.argv[2:])

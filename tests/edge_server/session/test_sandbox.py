@@ -274,25 +274,11 @@ def test_a_work_dir_renamed_before_the_sandbox_applies_nothing(places):
     assert nnp == "0"
 
 
-def systemd_252_like_filter() -> seccomp.Filter:
-    """What the shipped unit's SystemCallFilter=@system-service does on systemd
-    252: landlock_* and seccomp() fail with EPERM (prctl stays allowed)."""
-    lib = seccomp._lib()
-    ctx = lib.seccomp_init(seccomp.ACT_ALLOW)
-    try:
-        for name in ("landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
-                     "seccomp"):
-            seccomp._rule(lib, ctx, seccomp._act_errno(errno.EPERM), name)
-        return seccomp.Filter(seccomp._export(lib, ctx), seccomp.resolve("seccomp"), (), False)
-    finally:
-        lib.seccomp_release(ctx)
-
-
 def test_under_a_filter_that_blocks_landlock_and_seccomp_the_report_says_why(places):
     """A daemon under systemd 252 with only @system-service: the plan names the
     filter (not the kernel), and seccomp still goes on through prctl."""
     work, outside, secret = places
-    outer = systemd_252_like_filter()
+    outer = hostile.systemd_252_like_filter()
 
     def body():
         seccomp.set_no_new_privs()

@@ -188,3 +188,48 @@ def test_with_the_sandbox_off_the_same_kernel_reads_the_secret(world, tmp_path):
         assert report["rc"] == "0" and report["data"] == world.secret_text, report
     finally:
         assert board.stop() == 0
+
+
+def test_required_serves_only_with_the_full_set(world, tmp_path):
+    """--sandbox required: on a kernel with Landlock and seccomp every session gets
+    both; on one without, the daemon refuses to start and says what is missing."""
+    from edge_server.session import landlock
+    abi, why = landlock.probe()
+    if abi == 0:
+        proc = procs.start_edge_server(tmp_path, world.tracker.port, key="strict-board",
+                                       args=["--sandbox", "required"], wait=False)
+        assert proc.wait(60) == 1
+        assert "--sandbox required, but %s" % why in proc.log()
+        return
+    board = procs.start_edge_server(tmp_path, world.tracker.port, key="strict-board",
+                                    args=["--work-root", tmp_path / "work", "--sandbox",
+                                          "required"])
+    try:
+        state, report = hostile_session(world, "read_secret", board=board)
+        assert state["sandbox"]["applied"] == "landlock v%d + seccomp" % abi
+        assert report["rc"] == str(-EACCES)
+    finally:
+        assert board.stop() == 0
+
+
+def test_required_refuses_to_start_where_a_filter_blocks_landlock(world, tmp_path):
+    """The same daemon under a syscall filter like systemd 252's @system-service:
+    --sandbox required exits 1 and names what blocked it; auto serves and says so."""
+    port = procs.free_port()
+    argv = procs.edge_server_argv("--host", procs.HOST, "--port", port, "--port-end", port + 1,
+                                  "--key", "blocked-board", "--sandbox", "required")
+    proc = procs.Proc(hostile.filtered_argv(*argv), tmp_path / "required.log")
+    assert proc.wait(60) == 1, proc.log()
+    assert "--sandbox required, but landlock blocked by a syscall filter" in proc.log()
+    argv = procs.edge_server_argv("--host", procs.HOST, "--port", port, "--port-end", port + 1,
+                                  "--key", "blocked-board", "--tracker",
+                                  "%s:%d" % (procs.HOST, world.tracker.port),
+                                  "--work-root", tmp_path / "work")
+    board = procs.Proc(hostile.filtered_argv(*argv), tmp_path / "auto.log")
+    board.key = "blocked-board"
+    try:
+        state, report = hostile_session(world, "tcp_connect", board=board)
+        assert state["sandbox"]["applied"].startswith("seccomp only (landlock blocked"), state
+        assert report["rc"] == str(-EACCES), report
+    finally:
+        assert board.stop() == 0
