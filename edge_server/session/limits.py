@@ -12,7 +12,7 @@ import os
 import resource
 import signal
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict
 
 _CAP_VERSION_3 = 0x20080522
 
@@ -39,23 +39,25 @@ def default_address_space() -> int:
         return 4 << 30
 
 
-def mapped_bytes() -> Optional[int]:
-    """This process's mapped virtual memory now (VmSize), from /proc/self/statm."""
+STATM = "/proc/self/statm"
+
+
+def mapped_bytes() -> int:
+    """This process's mapped virtual memory now (VmSize), from /proc/self/statm;
+    OSError quoting the path and what it held when it cannot be read."""
+    with open(STATM, "rb") as f:
+        text = f.read()
     try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
+        return int(text.split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, IndexError):
+        raise OSError("%s holds %r, not a page count; no address space limit set"
+                      % (STATM, text[:80])) from None
 
 
 def apply(limits: Limits) -> Dict[str, int]:
-    """Set the limits on this process; what was set, by name. The address
-    space limit is what is mapped now plus `limits.address_space`, since a
-    TVM process already maps hundreds of MB of libraries and thread stacks."""
+    """Set the limits on this process but the address space (see
+    limit_address_space); what was set, by name."""
     done = {}
-    if limits.address_space:
-        base = mapped_bytes() or 0
-        done["address_space"] = _set(resource.RLIMIT_AS, base + limits.address_space)
     if limits.open_files:
         done["open_files"] = _set(resource.RLIMIT_NOFILE, limits.open_files)
     if limits.processes:
@@ -66,6 +68,12 @@ def apply(limits: Limits) -> Dict[str, int]:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         done["file_size"] = _set(resource.RLIMIT_FSIZE, limits.file_size)
     return done
+
+
+def limit_address_space(extra: int) -> int:
+    """RLIMIT_AS = what is mapped now + `extra`: a TVM process already maps
+    hundreds of MB of libraries and thread stacks. The limit set."""
+    return _set(resource.RLIMIT_AS, mapped_bytes() + extra)
 
 
 def _set(which: int, value: int) -> int:

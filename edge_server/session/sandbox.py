@@ -36,6 +36,7 @@ from typing import Dict, List, Optional, Tuple
 
 from edge_server.session import landlock, limits as limits_mod, seccomp
 from edge_server.session.limits import Limits
+from edge_server.session.pinning import _tids
 
 MODES = ("auto", "required", "off")
 
@@ -221,6 +222,11 @@ def _apply(plan: Plan, work_dir: str, dir_fd: int) -> Applied:
         elif _timed(out, "landlock", _landlock, plan, work_dir, dir_fd):
             out.landlock_abi = plan.landlock_abi
     out.limits = _timed(out, "rlimits", limits_mod.apply, plan.limits) or {}
+    if plan.limits.address_space:
+        space = _timed(out, "address_space", limits_mod.limit_address_space,
+                       plan.limits.address_space)
+        if space:
+            out.limits["address_space"] = space
     if os.geteuid() == 0:
         out.capabilities_dropped = bool(_timed(out, "capabilities",
                                                limits_mod.drop_capabilities))
@@ -272,6 +278,6 @@ def enter(work_dir: str) -> None:
 
 def _thread_count() -> int:
     try:
-        return len(os.listdir("/proc/self/task"))
+        return len(_tids())
     except OSError:
         return 1

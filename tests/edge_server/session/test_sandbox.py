@@ -291,3 +291,15 @@ def test_under_a_filter_that_blocks_landlock_and_seccomp_the_report_says_why(pla
     assert got["plan"].startswith("seccomp only (landlock blocked by a syscall filter"), got
     assert got["applied"]["seccomp"] is True and got["socket"] == errno.EACCES, got
     assert got["read_outside"] == 0     # honest: files are not confined there
+
+
+def test_garbage_in_statm_leaves_only_the_address_space_limit_out(places, monkeypatch):
+    work, _, _ = places
+    junk = work / "statm"           # readable under Landlock: the work dir
+    junk.write_text("not pages\n")
+    monkeypatch.setattr(sandbox.limits_mod, "STATM", str(junk))
+    got = in_sandboxed_child(sandbox.make_plan("auto", LIMITS, os.getpid()), work,
+                             lambda applied: {})
+    box = got["applied"]
+    assert any("statm" in e and "not pages" in e for e in box["errors"]), box
+    assert "address_space" not in box["limits"] and box["limits"]["open_files"] == 64
