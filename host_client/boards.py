@@ -82,13 +82,26 @@ class Board:
             return "unusable topology: %s" % self.topology_error
         return _describe(self.topology) or "no core classes"
 
+    @property
+    def sandbox(self) -> str:
+        """What the board's sessions are confined by, as the board says it
+        ("landlock v7 + seccomp", "seccomp only (kernel lacks landlock)", ...)."""
+        if not self.edge:
+            return "none (stock server)"
+        edge = self.info.get("edge")
+        box = edge.get("sandbox") if isinstance(edge, dict) else None
+        if not isinstance(box, dict):
+            return "unknown (older edge-server)"
+        return str(box.get("applied", "unknown"))
+
     def to_json(self) -> dict:
         return {"key": self.key, "address": self.address, "edge": self.edge,
                 "free": self.key_free, "pending": self.key_pending, "total": self.key_total,
                 "classes": [c.to_dict() for c in self.classes], "cores": self.cores,
                 "arch": self.arch, "suggested_target": self.suggested_target,
                 "board": self.topology.board if self.topology else None,
-                "topology_error": self.topology_error, "slot": self.slot, "busy": self.busy}
+                "topology_error": self.topology_error, "slot": self.slot, "busy": self.busy,
+                "sandbox": self.sandbox}
 
 
 def boards_from_summary(summary: dict) -> List[Board]:

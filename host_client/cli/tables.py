@@ -18,9 +18,9 @@ def boards_table(boards) -> str:
                "%d/%d" % (b.key_free, b.key_total), b.key_pending]
         if slots:
             row.append(b.describe_slot())
-        rows.append(row + [b.describe_classes()])
+        rows.append(row + [b.describe_classes(), b.sandbox])
     headers = ["KEY", "ADDRESS", "SERVER", "FREE", "PENDING"] + (["SLOT"] if slots else [])
-    return "\n".join(table(headers + ["CORE CLASSES"], rows, right=(3, 4)))
+    return "\n".join(table(headers + ["CORE CLASSES", "SANDBOX"], rows, right=(3, 4)))
 
 
 def probe_text(board: str, topology: Topology, state: Optional[dict], targets: dict) -> str:
