@@ -11,7 +11,8 @@ Evidence, strongest first; a weaker source only names CPUs no stronger one named
   cpuinfo-global  the one CPU block of old kernels: it describes the CPU that
                   ran the read, so it names every core only when the other
                   facts say the cores are alike (one max frequency, one
-                  capacity, one package); otherwise only the cluster it can be
+                  capacity, one package), or all online CPUs when they are (the
+                  reading CPU was online); otherwise only the cluster it can be
                   tied to (the SoC table, else fast/slow by its uarch);
   soc-table       the documented layout of the SoC the board names (soc.py);
   guess           the usual big.LITTLE partner of a global block's core, or
