@@ -382,3 +382,15 @@ def test_one_policy_split_by_the_topology_files_is_one_cluster_only_for_like_cor
     doc = probe(str(tmp_path))
     assert [c["cpus"] for c in doc["clusters"]] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert not any("from one policy" in w for w in doc["warnings"])
+
+
+def test_an_empty_online_file_is_a_failed_capture_not_all_cpus_offline(tmp_path):
+    """cpu0 is always online, so an empty online file says nothing: cpuinfo decides."""
+    write(tmp_path, CPU + "/present", "0-3\n")
+    write(tmp_path, CPU + "/online", "")
+    write(tmp_path, "proc/cpuinfo", "".join(
+        "processor\t: %d\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n"
+        "CPU part\t: 0xd03\nCPU revision\t: 4\n\n" % n for n in range(2)))
+    doc = probe(str(tmp_path))
+    assert [c["online"] for c in doc["cpus"]] == [True, True, None, None]
+    assert any("online is empty" in w for w in doc["warnings"])
