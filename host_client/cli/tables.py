@@ -33,9 +33,9 @@ def boards_table(boards) -> str:
                "%d/%d" % (b.key_free, b.key_total), str(b.key_pending)]
         if slots:
             row.append(b.describe_slot())
-        rows.append(row + [b.describe_classes()])
+        rows.append(row + [b.describe_classes(), b.sandbox])
     headers = ["KEY", "ADDRESS", "SERVER", "FREE", "PENDING"] + (["SLOT"] if slots else [])
-    return table(headers + ["CORE CLASSES"], rows, right=(3, 4))
+    return table(headers + ["CORE CLASSES", "SANDBOX"], rows, right=(3, 4))
 
 
 def probe_text(board: str, topology: dict, state: Optional[dict], targets: dict) -> str:
