@@ -16,7 +16,7 @@ PROG=install.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC=$(dirname "$HERE")
 DEFAULT_PREFIX=/opt/edge-server
-MIN_PYTHON=3.9
+MIN_PYTHON=3.10
 
 PREFIX=$DEFAULT_PREFIX
 ROLE=board
@@ -147,7 +147,7 @@ pick_python() {
     command -v "$PYTHON" >/dev/null 2>&1 \
         || die "no Python interpreter '$PYTHON'; install it: apt-get install -y python3 python3-venv"
     "$PYTHON" -c "import sys; sys.exit(sys.version_info < tuple(map(int, '$MIN_PYTHON'.split('.'))))" \
-        || die "Python '$PYTHON' is $("$PYTHON" -c 'import platform; print(platform.python_version())'); edge-server needs Python >= $MIN_PYTHON (Debian 11+, Ubuntu 22.04+), or pass --python for a newer one"
+        || die "Python '$PYTHON' is $("$PYTHON" -c 'import platform; print(platform.python_version())'); edge-server needs Python >= $MIN_PYTHON (the pinned apache-tvm 0.27 wheels; Debian 12+, Ubuntu 22.04+, Raspberry Pi OS Bookworm+), or pass --python for a newer one"
     local real
     real=$("$PYTHON" -c 'import os, sys; print(os.path.realpath(sys.executable))')
     case $real in

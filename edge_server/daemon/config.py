@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence, Tuple
 
+from edge_common.version import version_line
 from edge_server.daemon.workroot import default_work_root
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "$RUNTIME_DIRECTORY or $STATE_DIRECTORY from systemd, else "
                    "<tmp>/edge-server-<uid>)")
     p.add_argument("--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action="version", version=version_line("edge-server"))
     return p
 
 

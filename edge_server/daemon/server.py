@@ -44,6 +44,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
+from edge_common.version import identity
 from edge_server.daemon.config import Config, ConfigError, check_default_mode
 from edge_server.daemon.handshake import (ClientHello, HandshakeError, HandshakeReader,
                                    SessionRequest, match, mismatch_reply, success_reply)
@@ -283,6 +284,7 @@ class Server:
         """The capabilities the tracker shows under "edge": the topology plus our default."""
         info = dict(self.topology)
         info["default_mode"] = self.default_mode
+        info.update(identity())      # version and host name, for `edge-client list`
         return info
 
     def _shutdown(self) -> None:

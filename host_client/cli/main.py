@@ -12,6 +12,7 @@ import tempfile
 import traceback
 from typing import List, Optional
 
+from edge_common.version import python_refusal, version_line
 from host_client.cli import tables
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-client",
         description="Talk to edge-server boards through a TVM RPC tracker.")
+    parser.add_argument("--version", action="version", version=version_line("edge-client"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     sub.add_parser("list", parents=[common],
@@ -66,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    refusal = python_refusal("edge-client")
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
