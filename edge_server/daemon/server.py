@@ -36,6 +36,7 @@ import errno
 import gc
 import json
 import logging
+import math
 import os
 import select
 import signal
@@ -319,7 +320,7 @@ class Server:
     def _install_signals(self) -> None:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1):
             signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum, frame) -> None:
@@ -336,6 +337,8 @@ class Server:
         if signals.get(signal.SIGTERM) or signals.get(signal.SIGINT):
             name = "SIGTERM" if signals.get(signal.SIGTERM) else "SIGINT"
             self._begin_stop(name)
+        if signals.get(signal.SIGUSR1):
+            self._begin_drain()
         if signals.get(signal.SIGHUP) and not self._stopping:
             self._reload()
 
@@ -366,6 +369,17 @@ class Server:
         else:
             log.info("%s: stopping", name)
         self._update_status()
+
+    def _begin_drain(self) -> None:
+        """SIGUSR1 (drain, for upgrades): leave the tracker and stop accepting like a
+        stop, but let the running session finish however long it takes (its own
+        --session-timeout-cap still applies), then exit 0. A SIGTERM after it ends
+        the session at once."""
+        if self._stopping:
+            log.info("SIGUSR1: already stopping")
+            return
+        self._begin_stop("SIGUSR1 (drain)")
+        self._stop_deadline = math.inf
 
     def _reload(self) -> None:
         """SIGHUP: re-probe the topology, tell the tracker, retry it at once if it was down."""
@@ -766,7 +780,8 @@ class Server:
             _set_pdeathsig()
             if os.getppid() != self._pid:
                 os._exit(CHILD_FAILED)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD,
+                        signal.SIGUSR1):
                 signal.signal(sig, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
             for fd in (self._wake_r, self._wake_w):

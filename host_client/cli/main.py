@@ -27,9 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show tracebacks on errors")
     keyed = argparse.ArgumentParser(add_help=False)
     keyed.add_argument("--key", default=None, help="device key (default: $TVM_TRACKER_KEY)")
-    keyed.add_argument("--wait", type=float, default=60.0,
+    keyed.add_argument("--wait", type=non_negative_float, default=60.0,
                        help="seconds to wait for a free board before giving up (default 60)")
-    keyed.add_argument("--session-timeout", type=float, default=None,
+    keyed.add_argument("--session-timeout", type=positive_float, default=None,
                        help="the board ends each session after this many seconds")
 
     parser = argparse.ArgumentParser(
@@ -48,15 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
                            help="time one kernel under several thread modes")
     bench.add_argument("module", nargs="?", default=None,
                        help="a compiled MODULE.so for the board (default: build a matmul)")
-    bench.add_argument("--matmul", type=int, metavar="N", default=None,
+    bench.add_argument("--matmul", type=positive_int, metavar="N", default=None,
                        help="build an N×N float32 matmul for the board (default 256)")
     bench.add_argument("--modes", default=None,
                        help="comma-separated thread modes, e.g. big,big:1,little,little:1,all "
                             "(default: all, then each class and one core of it)")
-    bench.add_argument("--repeat", type=int, default=5, help="timed repeats per session")
-    bench.add_argument("--sessions", type=int, default=1,
+    bench.add_argument("--repeat", type=positive_int, default=5,
+                       help="timed repeats per session (default 5)")
+    bench.add_argument("--sessions", type=positive_int, default=1,
                        help="fresh sessions per mode (default 1)")
-    bench.add_argument("--min-repeat-ms", type=int, default=20,
+    bench.add_argument("--min-repeat-ms", type=non_negative_int, default=20,
                        help="each repeat runs the kernel at least this long")
     bench.add_argument("--func", default=None,
                        help="function to call in MODULE.so (default: matmul)")
@@ -64,7 +65,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="argument of MODULE.so's function, e.g. 128x128:float32 (repeat "
                             "per argument; default: three N×N float32 matmul arguments)")
     bench.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    parser.subcommands = sub.choices   # name -> parser, for usage errors found later
     return parser
+
+
+def _number(kind, minimum: float, words: str):
+    """An argparse type: KIND at least MINIMUM, else a usage error in words."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%r is not a number; give %s" % (text, words))
+        if value < minimum or value != value:
+            raise argparse.ArgumentTypeError("%s is too small; give %s" % (text, words))
+        return value
+    convert.__name__ = words    # argparse names the type in its messages
+    return convert
+
+
+positive_int = _number(int, 1, "a whole number of at least 1")
+non_negative_int = _number(int, 0, "a whole number of at least 0")
+positive_float = _number(float, 1e-9, "a number of seconds above 0")
+non_negative_float = _number(float, 0, "a number of seconds, 0 or more")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -75,15 +97,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()   # inside the try: a closed pipe is noticed here, not at exit
+        return code
     except KeyboardInterrupt:
         print("edge-client: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `edge-client ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except UsageError as err:
-        parser.error(str(err))
+    except UsageError as err:  # the subcommand's usage line, exit status 2
+        parser.subcommands[args.command].error(str(err))
     except Exception as err:  # every failure is one line unless --verbose
         if args.verbose:
             traceback.print_exc()
@@ -117,20 +141,23 @@ def cmd_probe(args) -> int:
     from host_client.session import connect
     from host_client.target import target_dict_for
 
-    session = connect(args.tracker, args.key, thread_mode=None,
+    # --mode is applied to the probing session: the state shown is that mode's
+    # (a mode the board cannot meet fails here, in the board's own words).
+    session = connect(args.tracker, args.key, thread_mode=args.mode,
                       session_timeout=args.session_timeout, wait=args.wait)
-    topology, state, board = session.topology(), session.thread_state, session.board
+    topology, state, address = session.topology(), session.thread_state, session.board
     session.release()
     del session
     targets = {"suggested": topology.get("tvm_target")}
     if args.mode:
         targets[args.mode] = target_dict_for(topology, args.mode)
     if args.json:
-        print(json.dumps({"board": board, "key": args.key or os.environ.get("TVM_TRACKER_KEY"),
+        print(json.dumps({"board": topology.get("board"), "address": address,
+                          "key": args.key or os.environ.get("TVM_TRACKER_KEY"),
                           "topology": topology, "thread_state": state, "targets": targets},
                          indent=2))
     else:
-        print(tables.probe_text(board, topology, state, targets))
+        print(tables.probe_text(address, topology, state, targets))
     return EXIT_OK
 
 
@@ -159,8 +186,6 @@ def cmd_bench(args) -> int:
 
     if args.module and args.matmul is not None:
         raise UsageError("give either MODULE.so or --matmul N, not both")
-    if args.repeat < 1 or args.sessions < 1:
-        raise UsageError("--repeat and --sessions must be at least 1")
     tracker, key = str(parse_tracker(args.tracker)), default_key(args.key)
     modes = parse_modes(args.modes)
     board = _edge_board(list_boards(tracker), key, tracker)
@@ -175,7 +200,8 @@ def cmd_bench(args) -> int:
                               progress=progress)
     baseline = next((r.mean_ms for r in results if r.mean_ms), None)
     if args.json:
-        print(json.dumps({"board": board.address, "key": key, "kernel": _kernel_json(args, kernel),
+        print(json.dumps({"board": board.name, "address": board.address, "key": key,
+                          "kernel": _kernel_json(args, kernel),
                           "results": [r.to_json(baseline) for r in results]}, indent=2))
     else:
         print(tables.bench_table(results, board, _kernel_label(args, kernel)))

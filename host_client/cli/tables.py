@@ -3,7 +3,7 @@ import json
 import textwrap
 from typing import List, Optional, Sequence
 
-from host_client.boards import describe_classes
+from host_client.boards import describe_classes, modes_text
 
 
 def table(headers: Sequence[str], rows: List[Sequence[str]], right: Sequence[int] = ()) -> str:
@@ -24,13 +24,23 @@ def table(headers: Sequence[str], rows: List[Sequence[str]], right: Sequence[int
 
 
 def boards_table(boards) -> str:
+    """One row per board (its own name, version, state, classes, modes), then one
+    line per key with the tracker's counts (free/total, pending requests)."""
     rows = []
     for b in boards:
-        rows.append([b.key, b.address, "edge" if b.edge else "stock",
-                     "%d/%d" % (b.key_free, b.key_total), str(b.key_pending),
-                     b.describe_classes()])
-    return table(["KEY", "ADDRESS", "SERVER", "FREE", "PENDING", "CORE CLASSES"], rows,
-                 right=(3, 4))
+        rows.append([b.hostname or "-", b.name or "-", b.address, b.key,
+                     b.version or ("stock" if not b.edge else "-"),
+                     b.state or ("?" if b.edge else "-"),
+                     b.describe_classes(), modes_text(b.modes) or "-"])
+    lines = [table(["HOST", "BOARD", "ADDRESS", "KEY", "VERSION", "STATE", "CORE CLASSES",
+                    "MODES"], rows)]
+    seen = []
+    for b in boards:
+        if b.key not in seen:
+            seen.append(b.key)
+            lines.append("key %s: %d/%d free, %d pending" % (b.key, b.key_free, b.key_total,
+                                                              b.key_pending))
+    return "\n".join(lines[:1] + [""] + lines[1:])
 
 
 def probe_text(board: str, topology: dict, state: Optional[dict], targets: dict) -> str:

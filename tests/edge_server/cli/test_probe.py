@@ -113,3 +113,23 @@ def test_capture_refuses_a_non_empty_directory(tmp_path):
     assert result.returncode == 2
     assert "not empty" in result.stderr
     assert (tmp_path / "old").read_text() == "keep me"
+
+
+def test_probe_into_a_closed_pipe_is_quiet():
+    """`edge-server probe --json | head -1`: no BrokenPipeError traceback, exit 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "edge_server.main", "probe", "--json",
+                             "--root", str(BOARDS / "rk3399")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=str(REPO))
+    proc.stdout.close()                      # the reader is gone before anything is written
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and err == b"", err
+
+
+def test_edge_server_version_and_in_its_help():
+    from edge_common.version import version
+    out = subprocess.run([sys.executable, "-m", "edge_server.main", "--version"],
+                         capture_output=True, text=True, timeout=60, cwd=str(REPO))
+    assert out.returncode == 0 and out.stdout.split()[:2] == ["edge-server", version()]
+    helptext = subprocess.run([sys.executable, "-m", "edge_server.main", "--help"],
+                              capture_output=True, text=True, timeout=60, cwd=str(REPO))
+    assert "--version" in helptext.stdout
