@@ -115,6 +115,25 @@ def test_capture_refuses_a_non_empty_directory(tmp_path):
     assert (tmp_path / "old").read_text() == "keep me"
 
 
+def test_capture_help_prints_usage_and_creates_nothing(tmp_path):
+    for flag in ("--help", "-h"):
+        result = subprocess.run(["sh", str(REPO / "scripts" / "capture-board.sh"), flag],
+                                capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage: ") and "--tar" in result.stdout
+    assert list(tmp_path.iterdir()) == []    # no directory named --help
+
+
+def test_capture_bad_usage_exits_2_and_says_why(tmp_path):
+    script = str(REPO / "scripts" / "capture-board.sh")
+    for args, words in [([], "give the directory"), (["--tarr"], "unknown option '--tarr'"),
+                        ([str(tmp_path / "d"), "--zip"], "unknown argument '--zip'")]:
+        result = subprocess.run(["sh", script, *args], capture_output=True, text=True,
+                                timeout=60, cwd=str(tmp_path))
+        assert result.returncode == 2 and words in result.stderr and "usage: " in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_probe_into_a_closed_pipe_is_quiet():
     """`edge-server probe --json | head -1`: no BrokenPipeError traceback, exit 0."""
     proc = subprocess.Popen([sys.executable, "-m", "edge_server.main", "probe", "--json",
