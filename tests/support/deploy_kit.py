@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 INSTALL_SH = DEPLOY / "install.sh"
 PREFIX = "/srv/edge"  # the staged installs' prefix: not the default, so substitution shows
+BOARD = ("--tracker", "tuning-host:9190", "--key", "rk3399-lab")  # a first install needs both
 
 
 def run_install(*args, destdir=None, env=None, user=None, timeout=600):
