@@ -1,0 +1,146 @@
+"""scripts/wheelhouse.sh builds an offline install set; install.sh --wheelhouse
+installs from it with the network cut off (a network namespace with no
+interface up) and no compiler involved."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.deploy_kit import BOARD, REPO, run_install
+
+WHEELHOUSE_SH = REPO / "scripts" / "wheelhouse.sh"
+
+
+def build(out, *args, timeout=900):
+    env = dict(os.environ, PY=sys.executable)
+    return subprocess.run(["bash", str(WHEELHOUSE_SH), "--out", str(out), *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout, env=env)
+
+
+def requirement_names():
+    lines, inside = [], False
+    for line in (REPO / "setup.cfg").read_text().splitlines():
+        if line.startswith("install_requires"):
+            inside = True
+        elif inside and line and not line[0].isspace():
+            break
+        elif inside and line.strip() and not line.strip().startswith("#"):
+            lines.append(line.strip())
+    return [l.split("=")[0].split(">")[0].split("<")[0].replace("-", "_").lower() for l in lines]
+
+
+@pytest.fixture(scope="session")
+def x86_wheelhouse(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheelhouse") / "x86_64"
+    proc = build(out, "--arch", "x86_64")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+def test_wheelhouse_holds_every_requirement_the_project_and_systemd(x86_wheelhouse):
+    wheels = [p.name for p in x86_wheelhouse.glob("*.whl")]
+    names = {w.split("-")[0].lower() for w in wheels}
+    for requirement in requirement_names():
+        assert requirement in names, (requirement, wheels)
+    assert "tvm_edge_rpc" in names and "numpy" in names       # numpy: TVM's dependency
+    assert all("x86_64" in w or "-none-any" in w for w in wheels), wheels
+    assert [p.name for p in x86_wheelhouse.glob("python3-systemd_*_amd64.deb")]
+    manifest = (x86_wheelhouse / "wheelhouse.txt").read_text().splitlines()
+    from edge_common.version import version
+    assert {"version=" + version(), "arch=x86_64", "python=3.11"} <= set(manifest)
+    assert (x86_wheelhouse / "deploy/install.sh").is_file()
+    check = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=str(x86_wheelhouse),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert check.returncode == 0, check.stdout
+
+
+def test_offline_install_from_the_wheelhouse(x86_wheelhouse, tmp_path):
+    """No network at all (unshare -n), the wheelhouse's own install.sh, an IPv6 tracker."""
+    root = tmp_path / "root"
+    proc = subprocess.run(
+        ["unshare", "-n", "bash", str(x86_wheelhouse / "deploy/install.sh"), "--wheelhouse",
+         str(x86_wheelhouse), "--tracker", "[::1]:9190", "--key", "rk3399", "--destdir",
+         str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900,
+        cwd="/", env={k: v for k, v in os.environ.items() if not k.startswith("PIP_")})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "--no-index --find-links %s tvm-edge-rpc==" % x86_wheelhouse in proc.stdout
+    assert "+ unpack python3-systemd_" in proc.stdout
+    python = root / "opt/edge-server/bin/python"
+    env = {"PATH": "/usr/bin:/bin"}
+    check = subprocess.run(
+        [str(python), "-c", "import tvm, systemd.daemon, systemd.journal, edge_server.main; "
+         "print(systemd.daemon.__file__)"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, timeout=120, cwd="/", env=env)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith(str(root / "opt/edge-server/lib/python3.11/site-packages"))
+    from edge_common.version import version
+    server = subprocess.run([str(root / "opt/edge-server/bin/python"), "-m", "edge_server.main",
+                             "--version"], stdout=subprocess.PIPE, text=True, timeout=120,
+                            cwd="/", env=env)
+    assert server.stdout.split()[:2] == ["edge-server", version()]
+    assert "TRACKER=[::1]:9190\n" in (root / "etc/default/edge-server").read_text()
+
+
+def _fake_wheelhouse(path, **fields):
+    path.mkdir()
+    values = {"version": "0.1.0", "arch": os.uname().machine, "python": "3.11"}
+    values.update(fields)
+    (path / "wheelhouse.txt").write_text("".join("%s=%s\n" % kv for kv in values.items()))
+    return path
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"arch": "aarch64"}, "is for aarch64, this machine is %s; build one with: make wheelhouse "
+                          "ARCH=%s" % (os.uname().machine, os.uname().machine)),
+    ({"python": "3.12"}, "is for Python 3.12, /usr/bin/python3 is 3.11"),
+])
+def test_a_wheelhouse_for_another_board_is_refused(tmp_path, fields, words):
+    house = _fake_wheelhouse(tmp_path / "house", **fields)
+    proc = run_install("--wheelhouse", house, *BOARD, destdir=tmp_path / "root")
+    assert proc.returncode == 1 and words in proc.stderr, proc.stderr
+
+
+def test_wheelhouse_needs_no_compiler_or_headers(tmp_path):
+    """The PATH has no gcc, g++ or pkg-config: the pip route refuses, the wheelhouse one not."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("dirname", "id", "grep", "sed", "install", "mktemp", "chmod", "mv", "ls",
+                 "dpkg-deb", "find", "head", "uname"):
+        (bindir / name).symlink_to(shutil.which(name))
+    house = _fake_wheelhouse(tmp_path / "house")
+    (house / "python3-systemd_235-1+b2_amd64.deb").write_bytes(b"")   # dry run: not unpacked
+    env = {"PATH": str(bindir)}
+    pip_route = run_install("--dry-run", *BOARD, env=env)
+    assert pip_route.returncode == 1 and "gcc" in pip_route.stderr
+    offline = run_install("--dry-run", "--wheelhouse", house, *BOARD, env=env)
+    assert offline.returncode == 0, offline.stderr
+    assert "--no-index --find-links %s tvm-edge-rpc==0.1.0" % house in offline.stdout
+
+
+def test_a_wheelhouse_without_the_systemd_package_is_refused(tmp_path):
+    house = _fake_wheelhouse(tmp_path / "house")
+    proc = run_install("--dry-run", "--wheelhouse", house, *BOARD)
+    assert proc.returncode == 1
+    assert "has no python3-systemd_*.deb (journald and sd_notify need it)" in proc.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    ([], "--arch is required"),
+    (["--arch", "arm64"], "--arch 'arm64' is not one of aarch64, armv7l, x86_64"),
+    (["--arch", "aarch64", "--python", "3.9"], "--python '3.9' is not 3.10 or newer"),
+    (["--arch", "aarch64", "--python", "3.12"], "pass that release's package: --systemd-deb"),
+])
+def test_wheelhouse_bad_usage(tmp_path, args, words):
+    proc = build(tmp_path / "out", *args)
+    assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_armv7l_says_there_are_no_tvm_wheels(tmp_path):
+    proc = build(tmp_path / "out", "--arch", "armv7l")
+    assert proc.returncode == 1
+    assert "apache-tvm publishes x86_64 and aarch64 wheels only" in proc.stderr
