@@ -144,3 +144,67 @@ def test_armv7l_says_there_are_no_tvm_wheels(tmp_path):
     proc = build(tmp_path / "out", "--arch", "armv7l")
     assert proc.returncode == 1
     assert "apache-tvm publishes x86_64 and aarch64 wheels only" in proc.stderr
+
+
+def _arm_board():
+    """The emulated arm64 board scripts/arm-board.sh caches (built by `make test-arm`)."""
+    cache = Path(os.environ.get("TVM_EDGE_CACHE") or Path.home() / ".cache" / "tvm-edge-rpc")
+    ready = sorted(cache.glob("arm64-bookworm-*/ready"))
+    binfmt = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    if not ready or os.geteuid() != 0 or not binfmt.exists():
+        return None
+    return ready[-1].parent / "rootfs"
+
+
+@pytest.fixture
+def arm_overlay(tmp_path):
+    """The cached board under an overlay: what the test writes never reaches the cache."""
+    rootfs = _arm_board()
+    if rootfs is None:
+        pytest.skip("no emulated arm64 board: run scripts/arm-board.sh build (root, binfmt)")
+    dirs = {name: tmp_path / name for name in ("upper", "work", "merged")}
+    for path in dirs.values():
+        path.mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "lowerdir=%s,upperdir=%s,"
+                    "workdir=%s" % (rootfs, dirs["upper"], dirs["work"]), str(dirs["merged"])],
+                   check=True)
+    try:
+        yield dirs["merged"]
+    finally:
+        subprocess.run(["umount", "-l", str(dirs["merged"])], check=False)
+
+
+def in_board_offline(root, command, timeout=1800):
+    """COMMAND in the board, in a network namespace with only a downed loopback."""
+    script = ('r=$1; shift; for d in proc sys dev; do mount --rbind /$d $r/$d; done; '
+              'exec chroot "$r" env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin '
+              'TMPDIR=/tmp sh -c "$1"')
+    return subprocess.run(["unshare", "--net", "--mount", "--propagation", "private", "--",
+                           "/bin/sh", "-c", script, "sh", str(root), command],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+
+
+def test_offline_install_on_the_emulated_arm64_board(arm_overlay, tmp_path):
+    house = tmp_path / "aarch64"
+    proc = build(house, "--arch", "aarch64")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shutil.copytree(house, arm_overlay / "root/wh")
+    board = in_board_offline(arm_overlay, "command -v gcc cc g++ || echo no-compiler; "
+                             "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '")
+    assert board.stdout.split() == ["no-compiler", "lo"], board.stdout
+    install = in_board_offline(
+        arm_overlay, "bash /root/wh/deploy/install.sh --wheelhouse /root/wh --tracker "
+        "'[::1]:9190' --key rk3399 --prefix /opt/edge-offline --no-systemctl")
+    assert install.returncode == 0, install.stdout[-4000:]
+    assert "Successfully installed apache-tvm-0.27.0.post1" in install.stdout
+    from edge_common.version import version
+    check = in_board_offline(
+        arm_overlay, "uname -m; /opt/edge-offline/bin/edge-server --version; "
+        "/opt/edge-offline/bin/python -c 'import systemd.daemon, systemd.journal, tvm.rpc; "
+        "print(tvm.__version__)'")
+    assert check.returncode == 0, check.stdout
+    lines = check.stdout.splitlines()
+    assert lines[0] == "aarch64"
+    assert lines[1].split()[:2] == ["edge-server", version()]
+    assert lines[2] == "0.27.0.post1"
