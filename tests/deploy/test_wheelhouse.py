@@ -4,22 +4,11 @@ interface up) and no compiler involved."""
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.deploy_kit import BOARD, REPO, run_install
-
-WHEELHOUSE_SH = REPO / "scripts" / "wheelhouse.sh"
-
-
-def build(out, *args, timeout=900):
-    env = dict(os.environ, PY=sys.executable)
-    return subprocess.run(["bash", str(WHEELHOUSE_SH), "--out", str(out), *args],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          timeout=timeout, env=env)
-
+from tests.support.deploy_kit import BOARD, REPO, build_wheelhouse as build, run_install
 
 def requirement_names():
     lines, inside = [], False
@@ -31,14 +20,6 @@ def requirement_names():
         elif inside and line.strip() and not line.strip().startswith("#"):
             lines.append(line.strip())
     return [l.split("=")[0].split(">")[0].split("<")[0].replace("-", "_").lower() for l in lines]
-
-
-@pytest.fixture(scope="session")
-def x86_wheelhouse(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wheelhouse") / "x86_64"
-    proc = build(out, "--arch", "x86_64")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out
 
 
 def test_wheelhouse_holds_every_requirement_the_project_and_systemd(x86_wheelhouse):
