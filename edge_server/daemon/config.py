@@ -95,8 +95,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="edge-server", description=(
         "TVM RPC server for ARM boards: registers with a TVM tracker with its CPU topology, "
-        "runs every session in its own process pinned to a thread mode. Flags are a superset "
-        "of `python -m tvm.exec.rpc_server`. `edge-server probe --help` for the topology probe."))
+        "runs every session in its own process pinned to a thread mode. Takes the flags "
+        "of `python -m tvm.exec.rpc_server` except --through-proxy. `edge-server probe --help` for the topology probe."))
     stock = p.add_argument_group("flags of python -m tvm.exec.rpc_server")
     stock.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     stock.add_argument("--port", type=int, default=DEFAULT_PORT,
