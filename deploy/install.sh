@@ -136,8 +136,11 @@ validate_args() {
         esac
         SYSTEMCTL=0
     fi
+    if [ -n "$KEY" ] && [[ $KEY =~ [[:space:]] ]]; then
+        die "--key '$KEY' contains whitespace, which the RPC handshake splits on; e.g. ${KEY//[[:space:]]/-}"
+    fi
     if [ -n "$KEY" ] && ! [[ $KEY =~ ^[A-Za-z0-9._-]+$ ]]; then
-        die "--key '$KEY' has characters a TVM key cannot carry; use letters, digits, '.', '_' and '-' (e.g. rk3399)"
+        note "warning: --key '$KEY': stock TVM takes it, but MetaSchedule's RPCConfig.count_num_servers will not count this board (it parses the tracker summary on ':'); letters, digits, '.', '_' and '-' work everywhere"
     fi
     if [ -n "$TRACKER" ] && ! valid_tracker "$TRACKER"; then
         die "--tracker '$TRACKER' is not HOST:PORT (e.g. 10.0.0.5:9190, tracker.lan:9190 or [fd00::5]:9190)"

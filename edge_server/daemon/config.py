@@ -112,11 +112,22 @@ def _tracker(text: Optional[str], flag: str) -> Optional[Tuple[str, int]]:
 
 
 def _key(text: str, flag: str) -> str:
-    if text and not KEY_RE.fullmatch(text):
-        raise ConfigError("%s %r: use only letters, digits, '.', '_' and '-' (a ':' breaks "
-                          "MetaSchedule and the tracker summary, spaces break the handshake)"
-                          % (flag, text))
+    """Any key the stock server takes; only whitespace (the handshake splits on it) is
+    refused. A ':' is taken, and serve warns about it once (key_warning)."""
+    if text and any(c.isspace() for c in text):
+        raise ConfigError("%s %r: a key cannot contain whitespace (the RPC handshake splits "
+                          "on it); e.g. %s" % (flag, text, "-".join(text.split())))
     return text
+
+
+def key_warning(key: Optional[str]) -> Optional[str]:
+    """Why KEY will trip up tools, or None: stock TVM takes it, MetaSchedule does not."""
+    if key and not KEY_RE.fullmatch(key):
+        return ("key %r has characters other than letters, digits, '.', '_' and '-': stock "
+                "TVM clients can request it, but MetaSchedule's RPCConfig.count_num_servers "
+                "parses the tracker's text summary on ':' and will not count this board; "
+                "e.g. %s works everywhere" % (key, re.sub(r"[^A-Za-z0-9._-]", "-", key)))
+    return None
 
 
 def _custom_addr(text: Optional[str], flag: str) -> Optional[str]:

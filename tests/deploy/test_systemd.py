@@ -175,7 +175,7 @@ def test_bad_settings_fail_once_with_a_clear_error(container):
     settings = container.root / "etc/default/edge-server"
     good = settings.read_text()
     try:
-        settings.write_text(re.sub(r"(?m)^KEY=.*$", "KEY=rk3399:big", good))
+        settings.write_text(re.sub(r"(?m)^KEY=.*$", 'KEY="rk3399 big"', good))
         container.run("systemctl", "restart", "edge-server", check=False)  # counter back to 0
         deadline = time.time() + 30
         while container.show("edge-server", "ActiveState") != "failed" and time.time() < deadline:
@@ -186,7 +186,7 @@ def test_bad_settings_fail_once_with_a_clear_error(container):
         assert container.show("edge-server", "ActiveState") == "failed"
         assert container.show("edge-server", "NRestarts") == "0"
         journal = container.journal("-o", "cat", "-n", "20")
-        assert "edge-server: error:" in journal and "rk3399:big" in journal, journal
+        assert "edge-server: error:" in journal and "'rk3399 big'" in journal, journal
     finally:
         settings.write_text(good)
         container.run("systemctl", "reset-failed", "edge-server", check=False)
