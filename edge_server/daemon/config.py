@@ -191,6 +191,10 @@ OPTIONS: Tuple[Option, ...] = (
            "session loads first (RTLD_GLOBAL)", _libraries, stock=True),
     Option("--silent", "silent", False, "log warnings and errors only", stock=True,
            action="store_true"),
+    Option("--through-proxy", "through_proxy", False, "connect out to a TVM RPC proxy "
+           "(python -m tvm.exec.rpc_proxy) at --host:--port and serve the sessions it "
+           "relays, for a board behind NAT; no listen socket, no tracker (the proxy "
+           "registers with one)", stock=True, action="store_true"),
     Option("--no-fork", "no_fork", False, "accepted for compatibility; sessions are still "
            "forked children (the listener never initialises GPU compilers, so fork is safe, "
            "and a fresh process per session would cost 0.3 s each)", stock=True,
@@ -236,6 +240,7 @@ class Config:
     silent: bool = _DEFAULTS["silent"]
     verbose: bool = _DEFAULTS["verbose"]
     no_fork: bool = _DEFAULTS["no_fork"]
+    through_proxy: bool = _DEFAULTS["through_proxy"]
     default_mode: str = _DEFAULTS["default_mode"]
     root: Optional[str] = _DEFAULTS["root"]            # fixture topology root; None = here
     allow: Tuple[ipaddress._BaseNetwork, ...] = _DEFAULTS["allow"]   # empty = everyone
@@ -270,8 +275,8 @@ def _help(option: Option) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="edge-server", description=(
         "TVM RPC server for ARM boards: registers with a TVM tracker with its CPU topology, "
-        "runs every session in its own process pinned to a thread mode. Takes the flags "
-        "of `python -m tvm.exec.rpc_server` except --through-proxy. `edge-server probe --help` for the topology probe."))
+        "runs every session in its own process pinned to a thread mode. Flags are a superset "
+        "of `python -m tvm.exec.rpc_server`. `edge-server probe --help` for the topology probe."))
     stock = p.add_argument_group("flags of python -m tvm.exec.rpc_server")
     for option in OPTIONS:
         group = stock if option.stock else p
@@ -291,9 +296,12 @@ def parse_args(argv: Sequence[str], environ: Optional[Mapping[str, str]] = None)
     """argv -> Config, or ConfigError (one line). --help exits via SystemExit(0)."""
     args = vars(build_parser().parse_args(list(argv)))
     values = {o.field: o.check(args[o.field], o.flag) for o in OPTIONS}
-    if not values["port"] < values["port_end"] <= 65536:
+    if not values["through_proxy"] and not values["port"] < values["port_end"] <= 65536:
         raise ConfigError("--port-end %d must be above --port %d (the range is [port, port-end))"
                           % (values["port_end"], values["port"]))
+    if values["through_proxy"] and not values["key"]:
+        raise ConfigError("--through-proxy needs --key: the key clients ask the proxy for "
+                          "(e.g. --key rk3399)")
     if values["tracker"] is not None and not values["key"]:
         raise ConfigError("--tracker needs --key: the device key clients will request "
                           "(e.g. --key rk3399)")
