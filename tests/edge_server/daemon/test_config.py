@@ -193,3 +193,15 @@ def test_every_key_stock_takes_is_taken_and_a_colon_warned_about():
     warning = key_warning("lab:rk3399")
     assert "MetaSchedule's RPCConfig.count_num_servers" in warning
     assert "e.g. lab-rk3399 works everywhere" in warning
+
+
+def test_every_flag_of_the_stock_server_is_a_flag_here():
+    """`--help` says superset: check it against the installed TVM's rpc_server."""
+    import re
+    import tvm.exec.rpc_server as stock
+    with open(stock.__file__) as source:
+        stock_flags = set(re.findall(r'add_argument\(\s*"(--[a-z-]+)"', source.read()))
+    assert {"--host", "--port", "--through-proxy", "--tracker", "--key"} <= stock_flags
+    ours = {a.option_strings[0] for a in build_parser()._actions if a.option_strings}
+    assert stock_flags <= ours, stock_flags - ours
+    assert "superset" in build_parser().description
