@@ -13,7 +13,6 @@ import traceback
 from typing import List, Optional
 
 from edge_common.version import python_refusal, version_line
-from host_client.cli import tables
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -133,6 +132,7 @@ def cmd_list(args) -> int:
     elif not boards:
         print("no servers registered on the tracker")
     else:
+        from host_client.cli import tables
         print(tables.boards_table(boards))
     return EXIT_OK
 
@@ -157,6 +157,7 @@ def cmd_probe(args) -> int:
                           "topology": topology, "thread_state": state, "targets": targets},
                          indent=2))
     else:
+        from host_client.cli import tables
         print(tables.probe_text(address, topology, state, targets))
     return EXIT_OK
 
@@ -182,6 +183,7 @@ def parse_arg_spec(spec: str):
 def cmd_bench(args) -> int:
     from host_client.boards import list_boards
     from host_client.cli.bench import bench_modes, default_modes
+    from host_client.cli import tables
     from host_client.tracker import default_key, parse_tracker
 
     if args.module and args.matmul is not None:

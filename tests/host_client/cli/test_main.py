@@ -272,3 +272,17 @@ def test_default_modes_cover_each_class_once():
             "cpus": [{"id": i, "online": True, "allowed": True, "class": "big", "core_id": i,
                       "package": 0, "smt_siblings": [i]} for i in (0, 1)]}
     assert default_modes(here) == ["all", "big:1"]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["bench", "--help"],
+                                  ["bench", "--repeat", "0"]])
+def test_commands_that_need_no_board_do_not_import_tvm(args):
+    """TVM's import is most of a second: --help, --version and usage errors skip it."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "host_client.cli.main",
+                           *args], capture_output=True, text=True, timeout=60,
+                          cwd=str(client_kit.procs.REPO))
+    assert proc.returncode in (0, 2), proc.stderr
+    imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert "host_client.cli.main" in imported or "argparse" in imported
+    assert not [m for m in imported if m == "tvm" or m.startswith("tvm.")], imported
