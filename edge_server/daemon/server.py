@@ -279,18 +279,12 @@ class Server(SlotEvents):
             watch(peer.conn.fileno(), POLLRDHUP, lambda mask, p=peer: listener.parked_gone(p))
         for fd, mask, handler in self.slot.watches():
             watch(fd, mask, handler)
-        link = self._link
-        if link is not None and link.fileno() is not None:
-            mask = select.POLLIN | (select.POLLOUT if link.wants_write() else 0)
-            watch(link.fileno(), mask, lambda mask, link=link: link.on_events(
-                bool(mask & select.POLLIN), bool(mask & select.POLLOUT),
-                bool(mask & (select.POLLERR | select.POLLHUP))))
-        proxy = self._proxy
-        if proxy is not None and proxy.fileno() is not None:
-            mask = select.POLLIN | (select.POLLOUT if proxy.wants_write() else 0)
-            watch(proxy.fileno(), mask, lambda mask, proxy=proxy: proxy.on_events(
-                bool(mask & select.POLLIN), bool(mask & select.POLLOUT),
-                bool(mask & (select.POLLERR | select.POLLHUP))))
+        for link in (self._link, self._proxy):   # outbound: tracker, proxy (--through-proxy)
+            if link is not None and link.fileno() is not None:
+                mask = select.POLLIN | (select.POLLOUT if link.wants_write() else 0)
+                watch(link.fileno(), mask, lambda mask, link=link: link.on_events(
+                    bool(mask & select.POLLIN), bool(mask & select.POLLOUT),
+                    bool(mask & (select.POLLERR | select.POLLHUP))))
         try:
             events = poller.poll(int(self._wait_time(now) * 1000) + 1)
         except InterruptedError:
