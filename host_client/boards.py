@@ -41,7 +41,9 @@ class Board:
         """"free" or "busy" as this board last told the tracker; None for a stock
         server (the tracker itself only counts free servers per key)."""
         state = self.info.get("edge_state")
-        return state if state in ("free", "busy") else None
+        if state in ("free", "busy"):
+            return state
+        return {True: "busy", False: "free"}.get(self.busy)   # a slot's own report
 
     @property
     def modes(self) -> List[str]:
@@ -57,6 +59,31 @@ class Board:
         if not self.topology:
             return None
         return sum(1 for cpu in self.topology.get("cpus", []) if cpu.get("online") is not False)
+
+    @property
+    def slot(self) -> Optional[dict]:
+        """The slot this server is (edge-server --slots), or None for a whole board."""
+        slot = (self.topology or {}).get("slot")
+        return slot if isinstance(slot, dict) else None
+
+    @property
+    def busy(self) -> Optional[bool]:
+        """Whether a client is in a session on this slot (None: not told)."""
+        slot = self.slot
+        return bool(slot["busy"]) if slot and isinstance(slot.get("busy"), bool) else None
+
+    def describe_slot(self) -> str:
+        """'1/2 cpus 1 busy' or '-' for a whole board."""
+        slot = self.slot
+        if not slot:
+            return "-"
+        from edge_common.cpulist import format_cpulist
+        state = {True: "busy", False: "free", None: "?"}[self.busy]
+        text = "%s/%s cpus %s %s" % (slot.get("index"), slot.get("count"),
+                                     format_cpulist(slot.get("cpus") or []), state)
+        if isinstance(slot.get("slowdown"), (int, float)):
+            text += " (slowdown %.1f%%)" % (100 * slot["slowdown"])
+        return text
 
     @property
     def arch(self) -> Optional[str]:
@@ -79,7 +106,8 @@ class Board:
                 "key_free": self.key_free, "key_pending": self.key_pending,
                 "key_total": self.key_total,
                 "classes": self.classes, "cores": self.cores, "arch": self.arch,
-                "suggested_target": self.suggested_target}
+                "suggested_target": self.suggested_target, "slot": self.slot,
+                "busy": self.busy}
 
 
 def describe_classes(topology: dict) -> str:

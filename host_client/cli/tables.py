@@ -24,16 +24,20 @@ def table(headers: Sequence[str], rows: List[Sequence[str]], right: Sequence[int
 
 
 def boards_table(boards) -> str:
-    """One row per board (its own name, version, state, classes, modes), then one
-    line per key with the tracker's counts (free/total, pending requests)."""
+    """One row per board (its own name, version, state, classes, modes); with slots
+    (edge-server --slots) one row per slot, with its cores. Then one line per key
+    with the tracker's counts (free/total, pending requests)."""
+    slots = any(b.slot for b in boards)
     rows = []
     for b in boards:
-        rows.append([b.hostname or "-", b.name or "-", b.address, b.key,
-                     b.version or ("stock" if not b.edge else "-"),
-                     b.state or ("?" if b.edge else "-"),
-                     b.describe_classes(), modes_text(b.modes) or "-"])
-    lines = [table(["HOST", "BOARD", "ADDRESS", "KEY", "VERSION", "STATE", "CORE CLASSES",
-                    "MODES"], rows)]
+        row = [b.hostname or "-", b.name or "-", b.address, b.key,
+               b.version or ("stock" if not b.edge else "-"),
+               b.state or ("?" if b.edge else "-")]
+        if slots:
+            row.append(b.describe_slot())
+        rows.append(row + [b.describe_classes(), modes_text(b.modes) or "-"])
+    headers = ["HOST", "BOARD", "ADDRESS", "KEY", "VERSION", "STATE"] + (["SLOT"] if slots else [])
+    lines = [table(headers + ["CORE CLASSES", "MODES"], rows)]
     seen = []
     for b in boards:
         if b.key not in seen:
