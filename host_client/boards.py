@@ -13,7 +13,7 @@ from typing import List, Optional
 from edge_common.address import format_address
 from edge_common.cpulist import format_cpulist
 from edge_common.render import describe_classes as _describe
-from edge_common.topology import CoreClass, Topology, TopologyError
+from edge_common.topology import CoreClass, Topology, TopologyError, as_topology
 from host_client.tracker import TrackerLink, parse_tracker
 
 
@@ -32,6 +32,41 @@ class Board:
     def __post_init__(self):
         if isinstance(self.topology, dict):   # a Board built by hand from a document
             self.topology = Topology.from_dict(self.topology)
+
+    @property
+    def name(self) -> Optional[str]:
+        """The board's model ("FriendlyElec NanoPi M4"), from its device tree or DMI."""
+        return self.topology.board if self.topology else None
+
+    @property
+    def hostname(self) -> Optional[str]:
+        return self._edge_text("hostname")
+
+    @property
+    def version(self) -> Optional[str]:
+        """The tvm-edge-rpc version the board runs (None: stock, or older than 0.1.0)."""
+        return self._edge_text("version")
+
+    def _edge_text(self, name: str) -> Optional[str]:
+        """A string the board put in its edge info (read raw: also when the topology
+        in it was unusable)."""
+        edge = self.info.get("edge") if self.edge else None
+        value = edge.get(name) if isinstance(edge, dict) else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def state(self) -> Optional[str]:
+        """"free" or "busy" as this board last told the tracker; None for a stock
+        server (the tracker itself only counts free servers per key)."""
+        state = self.info.get("edge_state")
+        if state in ("free", "busy"):
+            return state
+        return {True: "busy", False: "free"}.get(self.busy)   # a slot's own report
+
+    @property
+    def modes(self) -> List[str]:
+        """The thread modes this board accepts, one per distinct request shape."""
+        return mode_names(self.topology) if self.topology else []
 
     @property
     def classes(self) -> List[CoreClass]:
@@ -95,13 +130,50 @@ class Board:
         return str(box.get("applied", "unknown"))
 
     def to_json(self) -> dict:
-        return {"key": self.key, "address": self.address, "edge": self.edge,
-                "free": self.key_free, "pending": self.key_pending, "total": self.key_total,
+        return {"board": self.name, "host": self.hostname, "address": self.address,
+                "key": self.key, "edge": self.edge, "version": self.version,
+                "state": self.state, "modes": self.modes,
+                "key_free": self.key_free, "key_pending": self.key_pending,
+                "key_total": self.key_total,
                 "classes": [c.to_dict() for c in self.classes], "cores": self.cores,
                 "arch": self.arch, "suggested_target": self.suggested_target,
-                "board": self.topology.board if self.topology else None,
-                "topology_error": self.topology_error, "slot": self.slot, "busy": self.busy,
-                "sandbox": self.sandbox}
+                "slot": self.slot, "busy": self.busy, "sandbox": self.sandbox,
+                "topology_error": self.topology_error}
+
+
+def mode_names(topology) -> List[str]:
+    """["all", "big", "big:1", "big:2", "little", ..., "cpus:0-5"]: what a host
+    may ask this board for (every mode here resolves on it). topology: a
+    Topology or its dict."""
+    from edge_common.modes import ModeError, resolve
+
+    topology = as_topology(topology)
+    names = []
+    for candidate in ["all"] + [c.name for c in topology.ranked_classes()]:
+        try:
+            count = len(resolve(topology, candidate).cpus)
+        except ModeError:
+            continue
+        names.append(candidate)
+        if candidate != "all":
+            names += ["%s:%d" % (candidate, n) for n in range(1, count + 1)]
+    usable = topology.usable_cpus()
+    if usable:
+        names.append("cpus:" + format_cpulist(usable))
+    return names
+
+
+def modes_text(names: List[str]) -> str:
+    """"all, big[:1-2], little[:1-4], cpus:0-5": mode_names() in a table cell."""
+    parts, counts = [], {}
+    for name in names:
+        head, _, tail = name.partition(":")
+        if tail.isdigit():
+            counts[head] = max(counts.get(head, 0), int(tail))
+        else:
+            parts.append(name)
+    return ", ".join("%s[:1-%d]" % (p, counts[p]) if counts.get(p, 0) > 1
+                     else ("%s[:1]" % p if counts.get(p) else p) for p in parts)
 
 
 def boards_from_summary(summary: dict) -> List[Board]:

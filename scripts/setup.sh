@@ -32,7 +32,7 @@ fi
 stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    extras="host,test"
+    extras="host,test,fleet"
     if pkg-config --exists libsystemd 2>/dev/null; then extras="$extras,systemd"; fi
     .venv/bin/python -m pip install -q -e ".[$extras]"
     touch "$stamp"

@@ -31,10 +31,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ProbeError, TopologyError) as exc:
         print("edge-server probe: %s" % exc, file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(topology.to_dict(), indent=2))
-    else:
-        print(render(topology, None if args.root == "/" else args.root))
+    try:
+        print(json.dumps(topology.to_dict(), indent=2) if args.json
+              else render(topology, None if args.root == "/" else args.root))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `probe --json | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

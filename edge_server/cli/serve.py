@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from edge_server.daemon.config import ConfigError, check_default_mode, parse_args
+from edge_server.daemon.config import ConfigError, check_default_mode, key_warning, parse_args
 
 log = logging.getLogger("edge_server.serve")
 
@@ -33,6 +33,8 @@ def main(argv: Sequence[str]) -> int:
 
     from edge_server.daemon.logs import setup_logging
     setup_logging(silent=config.silent, verbose=config.verbose)
+    if key_warning(config.key):
+        log.warning(key_warning(config.key))
     try:
         topology = probe_topology(config.root)
         default_mode = check_default_mode(config, topology)
