@@ -1,0 +1,176 @@
+"""Linking on the host for the board's architecture, and checking what we upload.
+
+A board only has to *load* a shared library; linking one needs a compiler,
+which most boards lack (a plain `pip install` brings none) and which costs far
+more on an A53 than here. So the host links, with the cross toolchain for the
+arch the board announces (topology "arch", what its interpreter can load):
+
+    aarch64            aarch64-linux-gnu-g++      (Debian: g++-aarch64-linux-gnu)
+    armv7l/armv8l/...  arm-linux-gnueabihf-g++    (Debian: g++-arm-linux-gnueabihf)
+    same as the host   g++
+
+and before anything goes up, the ELF header of the file is compared with the
+board's arch, so an x86 library never reaches an aarch64 board to fail there
+with glibc's misleading "cannot open shared object file".
+"""
+import io
+import os
+import platform
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Iterable, List, Optional, Tuple, Union
+
+from edge_common.elf import ElfError, ElfHeader, family, parse_header, same_machine
+from host_client.errors import ArchMismatch, CrossCompilerMissing
+
+# arch family (edge_common.elf.family) -> (cross g++, Debian package holding it)
+CROSS_CXX = {
+    "aarch64": ("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu"),
+    "arm": ("arm-linux-gnueabihf-g++", "g++-arm-linux-gnueabihf"),
+    "x86_64": ("x86_64-linux-gnu-g++", "g++-x86-64-linux-gnu"),
+    "i386": ("i686-linux-gnu-g++", "g++-i686-linux-gnu"),
+    "riscv": ("riscv64-linux-gnu-g++", "g++-riscv64-linux-gnu"),
+}
+LINK_SUFFIXES = (".o", ".tar")
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """The C++ driver that links shared libraries for one board arch."""
+    board_arch: str
+    cxx: str          # command or path
+    native: bool      # the host's own g++
+
+    def fcompile(self):
+        """export_library's fcompile: a shared library linked by this toolchain."""
+        from tvm.support.cc import cross_compiler
+
+        return cross_compiler(self.cxx)
+
+
+def host_arch() -> str:
+    return platform.machine() or "unknown"
+
+
+def toolchain_for(board_arch: Optional[str], which: Callable[[str], Optional[str]] = shutil.which,
+                  host: Optional[str] = None) -> Toolchain:
+    """The toolchain that builds for `board_arch`, or a CrossCompilerMissing
+    naming the Debian package to install."""
+    host = host or host_arch()
+    want = family(board_arch)
+    if want is None:
+        raise CrossCompilerMissing(
+            "cannot link for the board: its arch %r is not one this host knows how to link for "
+            "(known: aarch64, armv7l, x86_64, i686, riscv64); upgrade edge-server on the board "
+            "so it announces its arch, or link the module yourself and upload a .so"
+            % (board_arch,))
+    if want == family(host):
+        if which("g++") is None:
+            raise CrossCompilerMissing(
+                "linking for this %s board needs g++ on the host, which is not on PATH: "
+                "install it (Debian/Ubuntu: sudo apt-get install g++)" % board_arch)
+        return Toolchain(board_arch, "g++", native=True)
+    cxx, package = CROSS_CXX.get(want, ("%s-linux-gnu-g++" % want, "g++-%s-linux-gnu" % want))
+    if which(cxx) is None:
+        raise CrossCompilerMissing(
+            "the board runs %s but this host is %s, and the cross compiler %s is not on PATH: "
+            "install it (Debian/Ubuntu: sudo apt-get install %s)"
+            % (board_arch, host, cxx, package))
+    return Toolchain(board_arch, cxx, native=False)
+
+
+def fcompile_for(board_arch: Optional[str]):
+    """export_library(path, fcompile=fcompile_for(arch)) links for that board."""
+    return toolchain_for(board_arch).fcompile()
+
+
+def export_for_board(lib, path: str, board_arch: Optional[str]) -> str:
+    """Export a compiled module as a shared library the board can load, linked
+    here, and check the result is what the board runs."""
+    lib.export_library(path, fcompile=fcompile_for(board_arch))
+    check_file(path, board_arch)
+    return path
+
+
+def link_on_host(archive: str, board_arch: Optional[str], out: Optional[str] = None) -> str:
+    """Link a `.o` or MetaSchedule's `.tar` export into `out` (default archive
+    + ".so") with the board's toolchain; what the board would otherwise do."""
+    from tvm.support import cc
+
+    toolchain = toolchain_for(board_arch)
+    out = out or archive + ".so"
+    check_file(archive, board_arch)
+    if archive.endswith(".o"):
+        cc.create_shared(out, [archive], cc=toolchain.cxx)
+        return out
+    with tempfile.TemporaryDirectory(prefix="edge-link-") as unpack:
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers() if m.isfile()]
+            _extract(tar, members, unpack)
+        objects = sorted(os.path.join(unpack, m.name) for m in members)
+        cc.create_shared(out, objects, cc=toolchain.cxx)
+    return out
+
+
+def _extract(tar: tarfile.TarFile, members, into: str) -> None:
+    for member in members:
+        if os.path.isabs(member.name) or ".." in member.name.split("/"):
+            raise ValueError("archive member %r points outside the archive" % member.name)
+    tar.extractall(into, members=members)
+
+
+# ------------------------------------------------------------ checks
+
+
+def headers_of(data: Union[str, bytes, bytearray]) -> List[Tuple[str, ElfHeader]]:
+    """(name, header) of every ELF inside `data`: the file itself, or each
+    member of a tar archive. A path or the bytes of one."""
+    if isinstance(data, str):
+        with open(data, "rb") as f:
+            blob = f.read()
+        name = os.path.basename(data)
+    else:
+        blob, name = bytes(data), "the upload"
+    header = parse_header(blob[:64])
+    if header is not None:
+        return [(name, header)]
+    if not _is_tar(blob):
+        return []
+    found = []
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        for member in tar.getmembers():
+            if not member.isfile():
+                continue
+            head = tar.extractfile(member).read(64)
+            member_header = parse_header(head)
+            if member_header is not None:
+                found.append(("%s:%s" % (name, member.name), member_header))
+    return found
+
+
+def _is_tar(blob: bytes) -> bool:
+    return len(blob) >= 262 and blob[257:262] == b"ustar"
+
+
+def check_file(data: Union[str, bytes, bytearray], board_arch: Optional[str]) -> None:
+    """Refuse, in one line, a shared library / object / archive built for
+    another machine than the board's; data that holds no ELF passes."""
+    try:
+        headers = headers_of(data)
+    except ElfError as err:
+        raise ArchMismatch("%s is not a valid ELF file: %s"
+                           % (_label(data), err)) from None
+    check_headers(headers, board_arch)
+
+
+def check_headers(headers: Iterable[Tuple[str, ElfHeader]], board_arch: Optional[str]) -> None:
+    for name, header in headers:
+        if same_machine(header, board_arch) is False:
+            raise ArchMismatch("%s: built for %s, board runs %s"
+                               % (name, header.describe(), board_arch))
+
+
+def _label(data) -> str:
+    return os.path.basename(data) if isinstance(data, str) else "the upload"
