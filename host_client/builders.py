@@ -24,7 +24,7 @@ from tvm.s_tir.meta_schedule.builder import BuilderInput, BuilderResult, PyBuild
 
 from edge_common.elf import family
 from host_client.intrin_preload import preload_tensor_intrin
-from host_client.link import host_arch, toolchain_for
+from host_client.link import export_for_board, host_arch, toolchain_for
 
 
 def fast_build(mod, target, params):
@@ -43,10 +43,8 @@ class BoardExport:
         self.board_arch = board_arch
 
     def __call__(self, mod) -> str:
-        toolchain = toolchain_for(self.board_arch)
         path = os.path.join(tempfile.mkdtemp(prefix="edge-build-"), "tvm_tmp_mod.so")
-        mod.export_library(path, fcompile=toolchain.fcompile())
-        return path
+        return export_for_board(mod, path, self.board_arch)
 
     def __repr__(self) -> str:
         return "BoardExport(%r)" % self.board_arch

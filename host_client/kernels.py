@@ -11,6 +11,15 @@ from typing import Optional
 
 from host_client.link import export_for_board, host_arch
 
+@dataclass(frozen=True)
+class Kernel:
+    """A compiled kernel file and how to call it."""
+    path: str
+    func: str
+    shapes: tuple          # one shape per argument
+    dtype: str = "float32"
+
+
 def matmul_module(n: int):
     """An n×n float32 matmul, rows spread over the thread pool, columns vectorised."""
     import tvm

@@ -19,6 +19,7 @@ import platform
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, List, Optional, Tuple, Union
 
@@ -88,29 +89,39 @@ def fcompile_for(board_arch: Optional[str]):
 
 def export_for_board(lib, path: str, board_arch: Optional[str]) -> str:
     """Export a compiled module as a shared library the board can load, linked
-    here, and check the result is what the board runs."""
-    lib.export_library(path, fcompile=fcompile_for(board_arch))
-    check_file(path, board_arch)
+    here: objects first, checked against the board's arch (so a wrong target
+    reads "built for x86-64, board runs aarch64", not a linker error), then
+    linked and the result checked again."""
+    from tvm.support.tar import tar
+
+    toolchain_for(board_arch)  # a missing toolchain is reported before compiling
+    with tempfile.TemporaryDirectory(prefix="edge-export-") as tmp:
+        archive = os.path.join(tmp, "objects.tar")
+        lib.export_library(archive, fcompile=tar)
+        link_on_host(archive, board_arch, out=path, label=os.path.basename(path))
     return path
 
 
-def link_on_host(archive: str, board_arch: Optional[str], out: Optional[str] = None) -> str:
+def link_on_host(archive: str, board_arch: Optional[str], out: Optional[str] = None,
+                 label: Optional[str] = None) -> str:
     """Link a `.o` or MetaSchedule's `.tar` export into `out` (default archive
-    + ".so") with the board's toolchain; what the board would otherwise do."""
+    + ".so") with the board's toolchain; what the board would otherwise do.
+    label: the name error messages give the module (default: its members)."""
     from tvm.support import cc
 
     toolchain = toolchain_for(board_arch)
     out = out or archive + ".so"
-    check_file(archive, board_arch)
+    check_file(archive, board_arch, label)
     if archive.endswith(".o"):
         cc.create_shared(out, [archive], cc=toolchain.cxx)
-        return out
-    with tempfile.TemporaryDirectory(prefix="edge-link-") as unpack:
-        with tarfile.open(archive) as tar:
-            members = [m for m in tar.getmembers() if m.isfile()]
-            _extract(tar, members, unpack)
-        objects = sorted(os.path.join(unpack, m.name) for m in members)
-        cc.create_shared(out, objects, cc=toolchain.cxx)
+    else:
+        with tempfile.TemporaryDirectory(prefix="edge-link-") as unpack:
+            with tarfile.open(archive) as tar:
+                members = [m for m in tar.getmembers() if m.isfile()]
+                _extract(tar, members, unpack)
+            objects = sorted(os.path.join(unpack, m.name) for m in members)
+            cc.create_shared(out, objects, cc=toolchain.cxx)
+    check_file(out, board_arch, label)
     return out
 
 
@@ -136,32 +147,36 @@ def headers_of(data: Union[str, bytes, bytearray]) -> List[Tuple[str, ElfHeader]
     header = parse_header(blob[:64])
     if header is not None:
         return [(name, header)]
-    if not _is_tar(blob):
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(blob), mode="r:*")  # TVM's .tar is gzipped
+    except (tarfile.TarError, EOFError, OSError):
         return []
     found = []
-    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
-        for member in tar.getmembers():
-            if not member.isfile():
-                continue
-            head = tar.extractfile(member).read(64)
-            member_header = parse_header(head)
-            if member_header is not None:
-                found.append(("%s:%s" % (name, member.name), member_header))
+    try:
+        with tar:
+            for member in tar.getmembers():
+                if not member.isfile():
+                    continue
+                member_header = parse_header(tar.extractfile(member).read(64))
+                if member_header is not None:
+                    found.append(("%s:%s" % (name, member.name), member_header))
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise ElfError("the archive is damaged (%s)" % err) from None
     return found
 
 
-def _is_tar(blob: bytes) -> bool:
-    return len(blob) >= 262 and blob[257:262] == b"ustar"
-
-
-def check_file(data: Union[str, bytes, bytearray], board_arch: Optional[str]) -> None:
+def check_file(data: Union[str, bytes, bytearray], board_arch: Optional[str],
+               label: Optional[str] = None) -> None:
     """Refuse, in one line, a shared library / object / archive built for
-    another machine than the board's; data that holds no ELF passes."""
+    another machine than the board's; data that holds no ELF passes.
+    label: the name to give in the message (default: the file's, or its member's)."""
     try:
         headers = headers_of(data)
     except ElfError as err:
-        raise ArchMismatch("%s is not a valid ELF file: %s"
-                           % (_label(data), err)) from None
+        raise ArchMismatch("%s cannot be checked for the board: %s"
+                           % (label or _label(data), err)) from None
+    if label:
+        headers = [(label, header) for _, header in headers]
     check_headers(headers, board_arch)
 
 

@@ -115,8 +115,22 @@ in_board() {
 
 ARM_BOARD_ENV=()
 
+# The board trusts what the host trusts (a host behind a TLS-inspecting proxy has
+# its CA in this bundle; pip on the board needs it as much as pip here does).
+trust_host_cas() {
+    local rootfs=$1 bundle=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+    if [ -f "$bundle" ]; then
+        mkdir -p "$rootfs/etc/ssl/certs"
+        cp "$bundle" "$rootfs/etc/ssl/certs/ca-certificates.crt"
+    fi
+}
+
 build_rootfs() {
     local dir=$1 rootfs=$1/rootfs.partial
+    if [ -f "$rootfs/.edge-rootfs-done" ]; then
+        say "reusing the debootstrapped rootfs of an interrupted build: $rootfs"
+        return 0
+    fi
     rm -rf "$rootfs"
     mkdir -p "$rootfs"
     say "debootstrap --foreign $SUITE $ARCH minbase (+ $BOARD_DEBS) into $rootfs"
@@ -133,6 +147,7 @@ build_rootfs() {
             die "the board image has $tool; it must have no compiler"
         fi
     done
+    touch "$rootfs/.edge-rootfs-done"
 }
 
 # The README's board install: a venv and `pip install` of the project, which pulls
@@ -142,6 +157,8 @@ build_venv() {
     local rootfs=$1 log=$2
     say "board venv: pip install of the project and its pinned requirements (emulated)"
     copy_sources "$rootfs"
+    trust_host_cas "$rootfs"
+    cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
     ( in_board "$rootfs" /usr/bin/python3 -m venv /opt/edge-server ) >>"$log" 2>&1 || die "venv failed; see $log"
     # shellcheck disable=SC2086
     ( in_board "$rootfs" /opt/edge-server/bin/python -m pip install --disable-pip-version-check \
@@ -172,6 +189,7 @@ cmd_build() {
     build_rootfs "$dir"
     build_venv "$dir/rootfs.partial" "$dir/pip.log"
     rm -rf "$dir/rootfs"
+    rm -f "$dir/rootfs.partial/.edge-rootfs-done"
     mv "$dir/rootfs.partial" "$dir/rootfs"
     { echo "built $(date -u +%FT%TZ) in $((SECONDS - t0)) s"; echo "key $(cache_key)"; requirements; } >"$dir/ready"
     say "board ready in $((SECONDS - t0)) s: $dir/rootfs"

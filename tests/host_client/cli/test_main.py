@@ -184,3 +184,33 @@ def test_default_modes_cover_each_class_once():
             "cpus": [{"id": i, "online": True, "allowed": True, "class": "big", "core_id": i,
                       "package": 0, "smt_siblings": [i]} for i in (0, 1)]}
     assert default_modes(here) == ["all", "big:1"]
+
+
+def test_bench_refuses_a_module_built_for_another_machine_in_one_line(stack, tmp_path):
+    stack.wait_free(RK)   # serves the rk3399 topology: it announces aarch64
+    kernel = build_matmul(24, {"kind": "llvm"}, str(tmp_path))
+    proc = edge_client("bench", kernel.path, "--tracker", stack.tracker, "--key", RK,
+                       "--modes", "little:1", "--arg", "24x24", "--arg", "24x24",
+                       "--arg", "24x24", "--quiet")
+    assert proc.returncode == 1
+    assert one_line_error(proc) == ("edge-client: error: matmul_24.so: built for x86-64, "
+                                    "board runs aarch64")
+
+
+def test_bench_links_a_tar_on_the_host_before_upload(stack, tmp_path):
+    import tvm
+    from tvm.support.tar import tar
+
+    from host_client.kernels import matmul_module
+
+    stack.wait_free(LOCAL)
+    archive = str(tmp_path / "matmul.tar")
+    tvm.compile(matmul_module(32), target=tvm.target.Target({"kind": "llvm"})).export_library(
+        archive, fcompile=tar)
+    proc = edge_client("bench", archive, "--tracker", stack.tracker, "--key", LOCAL,
+                       "--modes", "big:1", "--arg", "32x32", "--arg", "32x32", "--arg", "32x32",
+                       "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert result["correct"] is True and result["error"] is None
+    assert "matmul.tar.so" in stack.local.log()   # the board loaded what the host linked
