@@ -10,12 +10,15 @@ is null.
 import os
 from typing import List, Optional
 
-from edge_common.cpulist import CpuListError, parse_cpulist
+import re
+
+from edge_common.cpulist import MAX_CPU_ID, CpuListError, parse_cpulist
 
 # sysfs attributes are one short line; anything bigger is not what we think
 # it is (and /proc/cpuinfo on a 256-CPU server is ~400 kB).
 MAX_READ_BYTES = 4 * 1024 * 1024
 _SHOWN_VALUE_CHARS = 60
+_HEX64_RE = re.compile(r"0[xX][0-9a-fA-F]{1,16}")
 
 
 class Reader:
@@ -86,7 +89,10 @@ class Reader:
         return int(text)
 
     def cpulist(self, relpath: str) -> Optional[List[int]]:
-        """A Linux CPU list file ("0-3,6"); garbage -> None + warning, empty file -> []."""
+        """A %*pbl CPU list file ("0-3,6\n": topology *_list, online, possible, present).
+
+        Garbage -> None + warning, empty file -> [].
+        """
         text = self.text(relpath)
         if text is None:
             return None
@@ -98,16 +104,38 @@ class Reader:
             return None
 
 
-def read_text(root: str, relpath: str, warnings: List[str]) -> Optional[str]:
-    return Reader(root, warnings).text(relpath)
+    def cpu_numbers(self, relpath: str) -> Optional[List[int]]:
+        """A cpufreq related_cpus/affected_cpus file: "0 1 2 3 \n".
 
+        cpufreq's show_cpus() prints each CPU number followed by one space,
+        then a newline, not the %*pbl list syntax of the topology files.
+        Garbage -> None + warning; an empty mask -> [].
+        """
+        text = self.text(relpath)
+        if text is None:
+            return None
+        words = text.split()
+        if not all(w.isascii() and w.isdigit() and int(w) <= MAX_CPU_ID for w in words):
+            self.warnings.append("%s: %s is not space-separated CPU numbers like '0 1 2 3 ' "
+                                 "(what cpufreq's show_cpus() writes); ignored"
+                                 % (self.shown_path(relpath), _shown(text)))
+            return None
+        return sorted({int(w) for w in words})
 
-def read_int(root: str, relpath: str, warnings: List[str]) -> Optional[int]:
-    return Reader(root, warnings).integer(relpath)
+    def hex_register(self, relpath: str) -> Optional[int]:
+        """A 64-bit register file such as regs/identification/midr_el1: "0x00000000410fd034\n".
 
-
-def read_cpulist(root: str, relpath: str, warnings: List[str]) -> Optional[List[int]]:
-    return Reader(root, warnings).cpulist(relpath)
+        arch/arm64/kernel/cpuinfo.c writes it with "0x%016llx\n".
+        """
+        text = self.text(relpath)
+        if text is None:
+            return None
+        if not _HEX64_RE.fullmatch(text):
+            self.warnings.append("%s: %s is not a hexadecimal register value like "
+                                 "0x00000000410fd034; ignored" % (self.shown_path(relpath),
+                                                                  _shown(text)))
+            return None
+        return int(text, 16)
 
 
 def _shown(value: str) -> str:

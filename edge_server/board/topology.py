@@ -20,7 +20,10 @@ import platform
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from edge_server.board import arch as arch_mod
 from edge_server.board import isa as isa_mod
+from edge_server.board import naming
+from edge_server.board import soc as soc_mod
 from edge_server.board import uarch as uarch_mod
 from edge_common.cpulist import format_cpulist
 from edge_server.board.procinfo import ProcInfo, ProcessorRecord, format_midr
@@ -59,6 +62,7 @@ class _Cpu:
     record: Optional[ProcessorRecord] = None
     midr: Optional[int] = None
     uarch: Optional[str] = None
+    uarch_source: Optional[str] = None
     max_freq: Optional[int] = None
     capacity: Optional[int] = None
     core_id: Optional[int] = None
@@ -93,10 +97,14 @@ def probe(root: str = "/") -> dict:
     _note_isolated(reader, cpus)
     _read_allowed(cpus, live, reader.warnings)
     _read_sysfs(reader, cpus)
-    _read_midr(cpus, info, reader.warnings)
+    for cpu in cpus:
+        cpu.record = info.processors.get(cpu.id) if info is not None else None
+    soc = _identify_soc(reader, info)
+    naming.name_cores(cpus, info, soc, reader.warnings)
     classes = _assign_classes(cpus, reader.warnings)
-    clusters = _assign_clusters(cpus, reader.warnings)
-    arch = _arch(info, live, reader.warnings)
+    clusters = _assign_clusters(cpus, soc, reader.warnings)
+    elf = _own_elf(live, reader.warnings)
+    arch = _arch(info, elf, reader.warnings)
     isa = _isa(info, cpus, live, reader.warnings)
     return {
         "schema": SCHEMA,
@@ -106,7 +114,7 @@ def probe(root: str = "/") -> dict:
         "clusters": clusters,
         "classes": classes,
         "isa": isa,
-        "tvm_target": _tvm_target(arch, isa, classes, cpus, reader.warnings),
+        "tvm_target": _tvm_target(arch, elf, isa, classes, cpus, reader.warnings),
         "warnings": _unique(reader.warnings),
     }
 
@@ -124,6 +132,12 @@ def _read_cpuinfo(reader: Reader) -> Optional[ProcInfo]:
     info = parse_cpuinfo(text)
     reader.warnings.extend("/proc/cpuinfo: " + w for w in info.warnings)
     return info
+
+
+def _identify_soc(reader: Reader, info: Optional[ProcInfo]) -> Optional[soc_mod.Soc]:
+    """The known SoC the board names (device tree, cpuinfo Hardware/Revision, build.prop)."""
+    glob = {k.lower(): v for k, v in (info.global_fields if info else {}).items()}
+    return soc_mod.identify(reader, glob.get("hardware"), glob.get("revision"))
 
 
 def _present_cpus(reader: Reader, info: Optional[ProcInfo]) -> List[int]:
@@ -209,7 +223,9 @@ def _read_sysfs(reader: Reader, cpus: List[_Cpu]) -> None:
         cpu.core_siblings = _within(reader.cpulist(base + "/topology/core_siblings_list"), ids)
         cpu.capacity = reader.integer(base + "/cpu_capacity")
         cpu.max_freq = reader.integer(base + "/cpufreq/cpuinfo_max_freq")
-        cpu.related = _within(reader.cpulist(base + "/cpufreq/related_cpus"), ids)
+        cpu.related = _within(reader.cpu_numbers(base + "/cpufreq/related_cpus"), ids)
+        midr = reader.hex_register(base + "/regs/identification/midr_el1")
+        cpu.midr = None if midr is None else midr & 0xFFFFFFFF
         if cpu.max_freq is None and cpu.related is None:
             if policies is None:
                 policies = _read_policies(reader)
@@ -226,7 +242,7 @@ def _read_policies(reader: Reader) -> Dict[int, Tuple[Optional[List[int]], Optio
     for name in reader.listdir(base):
         if not (name.startswith("policy") and name[6:].isascii() and name[6:].isdigit()):
             continue
-        related = reader.cpulist("%s/%s/related_cpus" % (base, name))
+        related = reader.cpu_numbers("%s/%s/related_cpus" % (base, name))
         max_freq = reader.integer("%s/%s/cpuinfo_max_freq" % (base, name))
         for cpu in related or []:
             by_cpu.setdefault(cpu, (related, max_freq))
@@ -257,42 +273,6 @@ def _warn_missing(warnings: List[str], cpus: List[_Cpu]) -> None:
 
 def _within(cpus: Optional[List[int]], ids) -> Optional[List[int]]:
     return None if cpus is None else [c for c in cpus if c in ids]
-
-
-def _read_midr(cpus: List[_Cpu], info: Optional[ProcInfo], warnings: List[str]) -> None:
-    """Each CPU's uarch from its own cpuinfo block; a single global block is not per-core."""
-    if info is None:
-        return
-    unknown: Dict[int, List[int]] = {}
-    for cpu in cpus:
-        cpu.record = info.processors.get(cpu.id)
-        midr = cpu.record.midr() if cpu.record is not None else None
-        if midr is None:
-            continue
-        cpu.midr = midr
-        cpu.uarch = uarch_mod.decode(cpu.record.implementer, cpu.record.part,
-                                     cpu.record.variant)
-        if cpu.uarch is None:
-            unknown.setdefault(midr, []).append(cpu.id)
-    for midr, ids in sorted(unknown.items()):
-        warnings.append("CPUs %s: MIDR %s (implementer 0x%02x, part 0x%03x) is not a core "
-                        "this probe knows; uarch null" % (format_cpulist(ids), format_midr(midr),
-                                                          (midr >> 24) & 0xFF,
-                                                          (midr >> 4) & 0xFFF))
-    with_midr = [c for c in cpus if c.midr is not None]
-    if with_midr:
-        missing = [c.id for c in cpus if c.midr is None and c.online is not False]
-        if missing:
-            warnings.append("online CPUs %s have no CPU implementer/part in /proc/cpuinfo; "
-                            "their uarch is unknown" % format_cpulist(missing))
-        return
-    global_midr = info.global_midr()
-    if global_midr is not None:
-        name = uarch_mod.decode_midr(global_midr)
-        warnings.append("/proc/cpuinfo prints one global CPU part (MIDR %s%s) for whichever "
-                        "CPU ran the read, not one per processor: this is not per-core "
-                        "evidence, so uarch is left null" % (
-                            format_midr(global_midr), ", " + name if name else ""))
 
 
 # ------------------------------------------------------------ classes
@@ -375,44 +355,78 @@ def _kind_uarch(kind: Kind) -> Optional[str]:
 # ----------------------------------------------------------- clusters
 
 
-def _assign_clusters(cpus: List[_Cpu], warnings: List[str]) -> List[dict]:
-    """Physical clusters from the kernel's lists, split so none mixes two classes."""
-    groups, sources = _kernel_groups(cpus)
+def _assign_clusters(cpus: List[_Cpu], soc: Optional[soc_mod.Soc],
+                     warnings: List[str]) -> List[dict]:
+    """Physical clusters from the kernel's lists, split so none mixes two classes.
+
+    Each cluster says where it came from ("source"): the kernel list that
+    grouped it, "soc-table" when only the SoC's documented layout did, or
+    "core-kind" when nothing did and CPUs of one class were put together.
+    """
+    groups, evidence = _kernel_groups(cpus)
     by_id = {c.id: c for c in cpus}
-    parts: List[List[int]] = []
+    parts: List[Tuple[List[int], str]] = []
     for group in groups:
-        by_class: Dict[str, List[int]] = {}
-        for cpu_id in group:
-            if by_id[cpu_id].cls is not None:
-                by_class.setdefault(by_id[cpu_id].cls, []).append(cpu_id)
+        by_class = _split_by_class(group, by_id)
         if len(by_class) > 1:
+            broad = sorted({evidence[c][1] for c in group
+                            if c in evidence and evidence[c][0] == set(group)}) or \
+                sorted({evidence[c][1] for c in group if c in evidence})
             warnings.append("the kernel groups CPUs %s in one cluster (%s) but they are %d "
                             "kinds of core; split into %s" % (
-                                format_cpulist(group), "/".join(sorted(sources[tuple(group)])),
-                                len(by_class), ", ".join(format_cpulist(p)
-                                                          for p in by_class.values())))
-        parts.extend(by_class.values())
-    parts.extend(_guessed_groups(cpus, {c for g in groups for c in g}, warnings))
+                                format_cpulist(group), "/".join(broad), len(by_class),
+                                ", ".join(format_cpulist(p) for p in by_class)))
+        parts.extend((part, _part_source(part, evidence)) for part in by_class)
+    parts.extend(_ungrouped(cpus, {c for g in groups for c in g}, soc, warnings))
     clusters = []
-    for index, part in enumerate(sorted(parts, key=min)):
+    for index, (part, source) in enumerate(sorted(parts, key=lambda p: min(p[0]))):
         for cpu_id in part:
             by_id[cpu_id].cluster = index
-        clusters.append({"id": index, "cpus": sorted(part), "class": by_id[part[0]].cls})
+        clusters.append({"id": index, "cpus": sorted(part), "class": by_id[part[0]].cls,
+                         "source": source})
     return clusters
 
 
-def _kernel_groups(cpus: List[_Cpu]):
-    """Union of each CPU with the CPUs its best kernel list names.
+def _part_source(part: List[int], evidence: Dict[int, Tuple[set, str]]) -> str:
+    """The list that put exactly these CPUs together, else the lists + "core-kind" (split)."""
+    for cpu_id in part:
+        if cpu_id in evidence and evidence[cpu_id][0] == set(part):
+            return evidence[cpu_id][1]
+    used = sorted({evidence[c][1] for c in part if c in evidence})
+    return "+".join(used + ["core-kind"])
 
-    cluster_cpus_list is used only when it says more than "each core alone"
-    somewhere: kernels without a DT cpu-map (Raspberry Pi) and x86 servers
-    write one core per cluster, and then the package (core_siblings_list) or
-    the frequency domain (cpufreq related_cpus) says more.
+
+def _split_by_class(group: List[int], by_id: Dict[int, _Cpu]) -> List[List[int]]:
+    by_class: Dict[str, List[int]] = {}
+    for cpu_id in group:
+        if by_id[cpu_id].cls is not None:
+            by_class.setdefault(by_id[cpu_id].cls, []).append(cpu_id)
+    return list(by_class.values())
+
+
+# The kernel's grouping lists, in the order they are trusted.
+_LISTS = (("cluster_cpus_list", "cluster_list"), ("core_siblings_list", "core_siblings"),
+          ("related_cpus", "related"))
+
+
+def _kernel_groups(cpus: List[_Cpu]):
+    """Each CPU with the CPUs every informative kernel list puts it with.
+
+    Returns the groups and, per CPU, (its mates, the list that alone names
+    them, else every list used joined by "+").
+
+    A list is informative when it names some CPU beyond the CPU's SMT
+    siblings: kernels without a DT cpu-map (Raspberry Pi) write one core per
+    cluster_cpus_list, Krait and intel_pstate have one cpufreq policy per
+    CPU, and hot-unplug leaves a lone CPU in its masks; none of those says
+    the CPU is a cluster of one. The lists are intersected, since a
+    frequency domain never spans two clusters and arm64 kernels >= 6.0 put
+    every CPU in package 0.
     """
     clusters_known = any(c.cluster_list and set(c.cluster_list) - set(c.smt or [c.id])
                          for c in cpus)
     parent = {c.id: c.id for c in cpus}
-    source_of: Dict[int, str] = {}
+    evidence: Dict[int, Tuple[set, str]] = {}
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -421,50 +435,101 @@ def _kernel_groups(cpus: List[_Cpu]):
         return x
 
     for cpu in cpus:
-        for name, listed in (("cluster_cpus_list", cpu.cluster_list if clusters_known else None),
-                             ("core_siblings_list", cpu.core_siblings),
-                             ("cpufreq related_cpus", cpu.related)):
-            if listed:
-                source_of[cpu.id] = name
-                for other in listed:
-                    parent[find(other)] = find(cpu.id)
-                break
+        mates, lists = None, []
+        for name, attr in _LISTS:
+            listed = getattr(cpu, attr)
+            if name == "cluster_cpus_list":
+                if not clusters_known or not listed:
+                    continue  # a cluster of one is real only where others are bigger
+            elif not listed or not set(listed) - set(cpu.smt or [cpu.id]):
+                continue
+            mates = set(listed) if mates is None else mates & set(listed)
+            lists.append((name, set(listed)))
+        if mates is None:
+            continue
+        mates.add(cpu.id)
+        exact = [name for name, listed in lists if listed | {cpu.id} == mates]
+        evidence[cpu.id] = (mates, exact[0] if exact else "+".join(n for n, _ in lists))
+        for other in mates:
+            parent[find(other)] = find(cpu.id)
+    evidenced = {find(c) for c in evidence}
     groups: Dict[int, List[int]] = {}
     for cpu in cpus:
-        if cpu.id in source_of:
+        if find(cpu.id) in evidenced:
             groups.setdefault(find(cpu.id), []).append(cpu.id)
-    result = [sorted(g) for g in groups.values()]
-    sources = {tuple(g): {source_of[c] for c in g if c in source_of} for g in result}
-    return result, sources
+    return [sorted(g) for g in groups.values()], evidence
 
 
-def _guessed_groups(cpus: List[_Cpu], grouped: set, warnings: List[str]) -> List[List[int]]:
-    """Heuristic last: CPUs no kernel list mentions form one cluster per class."""
-    by_class: Dict[str, List[int]] = {}
-    for cpu in cpus:
-        if cpu.id not in grouped and cpu.cls is not None:
+def _ungrouped(cpus: List[_Cpu], grouped: set, soc: Optional[soc_mod.Soc],
+               warnings: List[str]) -> List[Tuple[List[int], str]]:
+    """CPUs no kernel list groups: the SoC's documented clusters, else one per class."""
+    left = [c for c in cpus if c.id not in grouped and c.cls is not None]
+    if not left:
+        return []
+    layout = soc.clusters(len(cpus)) if soc is not None else None
+    order = {cpu_id: i for i, cpu_id in enumerate(sorted(c.id for c in cpus))}
+    by_id = {c.id: c for c in cpus}
+    result: List[Tuple[List[int], str]] = []
+    if layout is not None:
+        index_of = {i: n for n, (ids, _) in enumerate(layout) for i in ids}
+        by_layout: Dict[int, List[int]] = {}
+        for cpu in left:
+            by_layout.setdefault(index_of[order[cpu.id]], []).append(cpu.id)
+        for members in by_layout.values():
+            result.extend((part, "soc-table") for part in _split_by_class(members, by_id))
+        how = "the documented layout of %s" % soc.name
+    else:
+        by_class: Dict[str, List[int]] = {}
+        for cpu in left:
             by_class.setdefault(cpu.cls, []).append(cpu.id)
-    if by_class:
-        guessed = sorted(c for ids in by_class.values() for c in ids)
-        warnings.append("no topology or cpufreq files group CPUs %s: their clusters are "
-                        "guessed as one per core class" % format_cpulist(guessed))
-    return list(by_class.values())
+        result = [(ids, "core-kind") for ids in by_class.values()]
+        how = "one cluster per core class"
+    warnings.append("no topology or cpufreq file groups CPUs %s with another CPU: their "
+                    "clusters follow %s" % (format_cpulist(c.id for c in left), how))
+    return result
 
 
 # ---------------------------------------------------- arch, ISA, target
 
 
-def _arch(info: Optional[ProcInfo], live: bool, warnings: List[str]) -> Optional[str]:
-    """Architecture the kernel runs, from cpuinfo evidence; the live machine's as a fallback."""
-    found = _arch_from_cpuinfo(info) if info is not None else None
-    if found is None and live:
+def _own_elf(live: bool, warnings: List[str]) -> Optional[arch_mod.ElfArch]:
+    """What this server process is built for, on the live board only."""
+    if not live:
+        return None
+    try:
+        return arch_mod.read("/proc/self/exe")
+    except (OSError, arch_mod.ElfError) as exc:
+        warnings.append("cannot read the ELF header of /proc/self/exe (%s); arch comes from "
+                        "/proc/cpuinfo" % exc)
+        return None
+
+
+def _arch(info: Optional[ProcInfo], elf: Optional[arch_mod.ElfArch],
+          warnings: List[str]) -> Optional[str]:
+    """The arch TVM must build for: the server's own ELF on the live board.
+
+    /proc/cpuinfo describes the kernel's CPU (under qemu-user, the host's),
+    so it only decides for a fixture or capture root, and between ARMv6 and
+    ARMv7 for a 32-bit ARM userland (the ELF header does not say).
+    """
+    from_cpuinfo = _arch_from_cpuinfo(info) if info is not None else None
+    if elf is not None and elf.arch is not None:
+        if elf.arch == "armv7l" and from_cpuinfo == "armv6l":
+            return "armv6l"
+        return elf.arch
+    found = from_cpuinfo
+    if found is None and elf is not None:
         found = platform.machine() or None
     if found is None:
         warnings.append("/proc/cpuinfo gives no architecture evidence; arch unknown")
     return found
 
 
+_ARM32_HWCAPS = {"neon", "vfp", "vfpv3", "vfpv4", "thumb", "half", "edsp"}
+
+
 def _arch_from_cpuinfo(info: ProcInfo) -> Optional[str]:
+    """The userland that read this cpuinfo: 32-bit ARM readers see arm hwcaps, even on arm64."""
     records = list(info.processors.values())
     archs = {r.architecture for r in records if r.architecture}
     glob = {k.lower(): v for k, v in info.global_fields.items()}
@@ -472,12 +537,16 @@ def _arch_from_cpuinfo(info: ProcInfo) -> Optional[str]:
         archs.add(glob["cpu architecture"])
     names = " ".join([r.model_name or "" for r in records] + [glob.get("processor", ""),
                                                               glob.get("model name", "")])
-    if "8" in archs or "AArch64" in archs or "AArch64" in names:
+    features = {w.lower() for r in records for w in (r.features or [])}
+    features.update(w.lower() for w in glob.get("features", "").split())
+    if "(v6l)" in names:
+        return "armv6l"
+    if "asimd" not in features and features & _ARM32_HWCAPS:
+        return "armv7l"
+    if archs & {"8", "AArch64"} or "AArch64" in names:
         return "aarch64"
     if "(v7l)" in names or "7" in archs:
         return "armv7l"
-    if "(v6l)" in names:
-        return "armv6l"
     flags = set()
     for r in records:
         flags.update(r.flags or [])
@@ -516,11 +585,14 @@ def _cpuinfo_package_flags(warnings: List[str]) -> List[str]:
         return []
 
 
-def _tvm_target(arch: Optional[str], isa: List[str], classes: List[dict],
-                cpus: List[_Cpu], warnings: List[str]) -> dict:
+def _tvm_target(arch: Optional[str], elf: Optional[arch_mod.ElfArch], isa: List[str],
+                classes: List[dict], cpus: List[_Cpu], warnings: List[str]) -> dict:
     """The llvm target dict for TVM 0.27 (which takes no CLI strings), tuned to the fastest class."""
     target: Dict[str, object] = {"kind": "llvm"}
-    if arch in MTRIPLES:
+    own_triple = elf.mtriple() if elf is not None and elf.arch == arch else None
+    if own_triple:
+        target["mtriple"] = own_triple  # soft- or hard-float as this process was built
+    elif arch in MTRIPLES:
         target["mtriple"] = MTRIPLES[arch]
     elif arch is not None:
         warnings.append("no LLVM triple known for arch %s; tvm_target has no mtriple" % arch)
@@ -567,6 +639,7 @@ def _dmi(value: Optional[str]) -> Optional[str]:
 def _cpu_doc(cpu: _Cpu) -> dict:
     return {"id": cpu.id, "online": cpu.online, "allowed": cpu.allowed, "uarch": cpu.uarch,
             "midr": format_midr(cpu.midr) if cpu.midr is not None else None,
+            "uarch_source": cpu.uarch_source if cpu.uarch is not None else None,
             "max_freq_khz": cpu.max_freq, "capacity": cpu.capacity, "cluster": cpu.cluster,
             "class": cpu.cls, "core_id": cpu.core_id, "package": cpu.package,
             "smt_siblings": cpu.smt}
