@@ -22,9 +22,8 @@ from typing import Dict, List, Optional
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.builder import BuilderInput, BuilderResult, PyBuilder
 
-from edge_common.elf import family
 from host_client.intrin_preload import preload_tensor_intrin
-from host_client.link import export_for_board, host_arch, toolchain_for
+from host_client.link import export_for_board, family, host_arch, toolchain_for
 
 
 def fast_build(mod, target, params):

@@ -23,10 +23,24 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, List, Optional, Tuple, Union
 
-from edge_common.elf import ElfError, ElfHeader, family, parse_header, same_machine
+from edge_server.board.arch import ElfArch, ElfError, parse_header as parse_elf
 from host_client.errors import ArchMismatch, CrossCompilerMissing
 
-# arch family (edge_common.elf.family) -> (cross g++, Debian package holding it)
+ELF_MAGIC = b"\x7fELF"
+# uname -m / Debian / LLVM spellings of one instruction set -> one family name
+_FAMILIES = {
+    "aarch64": "aarch64", "arm64": "aarch64",
+    "armv7l": "arm", "armv8l": "arm", "armv6l": "arm", "armv7": "arm", "armv7a": "arm",
+    "armhf": "arm", "armel": "arm", "arm": "arm",
+    "x86_64": "x86_64", "amd64": "x86_64",
+    "i386": "i386", "i486": "i386", "i586": "i386", "i686": "i386",
+    "riscv64": "riscv64",
+}
+# ElfArch.arch -> how a person names what a file was built for
+_BUILT_FOR = {"x86_64": "x86-64", "aarch64": "aarch64", "armv7l": "32-bit ARM",
+              "i686": "32-bit x86", "riscv64": "riscv64"}
+
+# arch family (see family()) -> (cross g++, Debian package holding it)
 CROSS_CXX = {
     "aarch64": ("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu"),
     "arm": ("arm-linux-gnueabihf-g++", "g++-arm-linux-gnueabihf"),
@@ -53,6 +67,30 @@ class Toolchain:
 
 def host_arch() -> str:
     return platform.machine() or "unknown"
+
+
+def family(arch: Optional[str]) -> Optional[str]:
+    """One name per instruction set for a uname -m name, a Debian arch or an
+    LLVM triple ("aarch64-linux-gnu" -> "aarch64", "armv7l" -> "arm"); None
+    for None/"" and names this module does not know."""
+    if not arch:
+        return None
+    return _FAMILIES.get(str(arch).strip().lower().split("-")[0])
+
+
+def built_for(elf: ElfArch) -> str:
+    """"x86-64", "aarch64", "32-bit ARM hard-float", ... for a message."""
+    name = _BUILT_FOR.get(elf.arch, elf.arch or "ELF machine %d" % elf.machine)
+    return name + " hard-float" if elf.hard_float else name
+
+
+def loads_on(elf: ElfArch, board_arch: Optional[str]) -> Optional[bool]:
+    """Can a process of `board_arch` load this ELF? None when either side is
+    unknown: nothing is refused on a guess."""
+    want, have = family(board_arch), family(elf.arch)
+    if want is None or have is None:
+        return None
+    return want == have
 
 
 def toolchain_for(board_arch: Optional[str], which: Callable[[str], Optional[str]] = shutil.which,
@@ -135,7 +173,12 @@ def _extract(tar: tarfile.TarFile, members, into: str) -> None:
 # ------------------------------------------------------------ checks
 
 
-def headers_of(data: Union[str, bytes, bytearray]) -> List[Tuple[str, ElfHeader]]:
+def parse_header(head: bytes) -> Optional[ElfArch]:
+    """The ElfArch of a file's first bytes; None when they are not ELF at all."""
+    return parse_elf(head) if head[:4] == ELF_MAGIC else None
+
+
+def headers_of(data: Union[str, bytes, bytearray]) -> List[Tuple[str, ElfArch]]:
     """(name, header) of every ELF inside `data`: the file itself, or each
     member of a tar archive. A path or the bytes of one."""
     if isinstance(data, str):
@@ -180,11 +223,11 @@ def check_file(data: Union[str, bytes, bytearray], board_arch: Optional[str],
     check_headers(headers, board_arch)
 
 
-def check_headers(headers: Iterable[Tuple[str, ElfHeader]], board_arch: Optional[str]) -> None:
-    for name, header in headers:
-        if same_machine(header, board_arch) is False:
+def check_headers(headers: Iterable[Tuple[str, ElfArch]], board_arch: Optional[str]) -> None:
+    for name, elf in headers:
+        if loads_on(elf, board_arch) is False:
             raise ArchMismatch("%s: built for %s, board runs %s"
-                               % (name, header.describe(), board_arch))
+                               % (name, built_for(elf), board_arch))
 
 
 def _label(data) -> str:

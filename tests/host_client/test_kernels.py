@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tvm
 
-from edge_common.elf import read_header
+from edge_server.board.arch import read as read_header
 from host_client.errors import ArchMismatch
 from host_client.kernels import build_matmul
 
@@ -23,7 +23,7 @@ def test_matmul_for_an_aarch64_board_is_an_aarch64_library(tmp_path):
     target = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "num-cores": 4}
     kernel = build_matmul(16, target, str(tmp_path), board_arch="aarch64")
     header = read_header(kernel.path)
-    assert (header.family, header.bits) == ("aarch64", 64)
+    assert (header.arch, header.bits) == ("aarch64", 64)
 
 
 def test_matmul_built_for_the_wrong_machine_is_refused_before_upload(tmp_path):

@@ -8,13 +8,13 @@ import tarfile
 import pytest
 import tvm
 
-from edge_common.elf import read_header
+from edge_server.board.arch import read as read_header
 from host_client.errors import ArchMismatch, CrossCompilerMissing
 from host_client.kernels import matmul_module
 from host_client.target import target_for
 from tests.support.procs import FIXTURES
-from host_client.link import (check_file, export_for_board, headers_of, link_on_host,
-                              toolchain_for)
+from host_client.link import (built_for, check_file, export_for_board, family, headers_of,
+                              link_on_host, loads_on, toolchain_for)
 
 
 def nothing_on_path(_name):
@@ -60,17 +60,17 @@ def compiled(triple=None):
     return tvm.compile(matmul_module(16), target=tvm.target.Target(target))
 
 
-@pytest.mark.parametrize("fixture, family_name, bits, describe", [
+@pytest.mark.parametrize("fixture, arch_name, bits, describe", [
     ("rk3399", "aarch64", 64, "aarch64"),
-    ("exynos5422-linux3.10", "arm", 32, "32-bit ARM hard-float"),
+    ("exynos5422-linux3.10", "armv7l", 32, "32-bit ARM hard-float"),
 ])
-def test_export_for_board_links_a_library_of_the_board_arch(tmp_path, fixture, family_name,
+def test_export_for_board_links_a_library_of_the_board_arch(tmp_path, fixture, arch_name,
                                                             bits, describe):
     board = json.loads((FIXTURES / fixture / "expected.json").read_text())
     lib = tvm.compile(matmul_module(16), target=target_for(board, "all"))
     path = export_for_board(lib, str(tmp_path / "m.so"), board["arch"])
     header = read_header(path)
-    assert (header.family, header.bits, header.describe()) == (family_name, bits, describe)
+    assert (header.arch, header.bits, built_for(header)) == (arch_name, bits, describe)
     check_file(path, board["arch"])  # what the upload check will say: fine
 
 
@@ -79,9 +79,9 @@ def test_metaschedule_tar_is_linked_on_the_host_for_the_board(tmp_path):
 
     archive = str(tmp_path / "tvm_tmp_mod.tar")
     compiled("aarch64-linux-gnu").export_library(archive, fcompile=tar)
-    assert [h.family for _, h in headers_of(archive)] == ["aarch64"]
+    assert [h.arch for _, h in headers_of(archive)] == ["aarch64"]
     out = link_on_host(archive, "aarch64")
-    assert out == archive + ".so" and read_header(out).family == "aarch64"
+    assert out == archive + ".so" and read_header(out).arch == "aarch64"
 
 
 def test_host_library_for_an_arm_board_is_refused_in_one_line(tmp_path):
@@ -117,3 +117,28 @@ def test_data_that_is_not_elf_passes_and_a_damaged_archive_is_named(tmp_path):
     with pytest.raises(ArchMismatch, match="cannot be checked for the board: the archive is "
                                            "damaged"):
         check_file(damaged, "aarch64")
+
+
+@pytest.mark.parametrize("name, fam", [
+    ("aarch64", "aarch64"), ("arm64", "aarch64"), ("aarch64-linux-gnu", "aarch64"),
+    ("armv7l", "arm"), ("armv8l", "arm"), ("armhf", "arm"), ("armv7a-linux-gnueabihf", "arm"),
+    ("x86_64", "x86_64"), ("AMD64", "x86_64"), ("i686", "i386"), ("riscv64", "riscv64"),
+    ("sparc64", None), ("", None), (None, None),
+])
+def test_arch_spellings_map_to_one_family(name, fam):
+    assert family(name) == fam
+
+
+@pytest.mark.parametrize("cxx, board, other", [
+    ("aarch64-linux-gnu-g++", "aarch64", "armv7l"),
+    ("arm-linux-gnueabihf-g++", "armv8l", "aarch64"),   # a 32-bit userland on an arm64 CPU
+])
+def test_cross_built_objects_load_on_their_arch_only(tmp_path, cxx, board, other):
+    import subprocess
+    src = tmp_path / "x.c"
+    src.write_text("int f(int x) { return x + 1; }\n")
+    obj = tmp_path / "x.o"
+    subprocess.run([cxx, "-c", "-x", "c", str(src), "-o", str(obj)], check=True)
+    ((_, elf),) = headers_of(str(obj))
+    assert loads_on(elf, board) is True and loads_on(elf, other) is False
+    assert loads_on(elf, "sparc64") is None and loads_on(elf, None) is None
