@@ -15,7 +15,11 @@
 #   scripts/arm-board.sh deps           host packages (apt) this needs, installed when missing
 #   scripts/arm-board.sh build          build or reuse the cached board; prints its rootfs
 #   scripts/arm-board.sh install        (re)install this checkout into the board's venv
-#   scripts/arm-board.sh run CMD...     run CMD inside the board (cwd /, shares the host network)
+#   scripts/arm-board.sh run [-C DIR] CMD...
+#                                       run CMD inside the board (in DIR, default /; it
+#                                       shares the host's network, PIDs and CPUs)
+#   scripts/arm-board.sh test [PYTEST ARGS]
+#                                       the board-side test modules, run on the board
 #   scripts/arm-board.sh runner         print how CMDs run: binfmt or proot
 #   scripts/arm-board.sh path           print the rootfs path (built or not)
 #
@@ -95,7 +99,7 @@ runner() {
     if [ "$(id -u)" = 0 ] && binfmt_ready; then echo binfmt; else echo proot; fi
 }
 
-# Run "$@" inside ROOTFS. binfmt: a private mount namespace (the binds vanish
+# Run "$@" inside ROOTFS, in directory $BOARD_CWD (default /). binfmt: a private mount namespace (the binds vanish
 # with the process, nothing leaks on the host) + chroot; the command keeps the
 # PID the caller started, so signals reach it. proot: user-space, no root needed.
 in_board() {
@@ -107,9 +111,11 @@ in_board() {
             exec unshare --mount --propagation private -- /bin/sh -c '
                 r=$1; shift
                 for d in proc sys dev; do mount --rbind "/$d" "$r/$d"; done
-                exec chroot "$r" "$@"' sh "$rootfs" "${envs[@]}" "$@" ;;
+                exec chroot "$r" /bin/sh -c '\''cd "$0" && exec "$@"'\'' "$@"' \
+                sh "$rootfs" "${BOARD_CWD:-/}" "${envs[@]}" "$@" ;;
         proot)
-            exec proot -0 -q "$QEMU" -r "$rootfs" -b /proc -b /sys -b /dev -w / "${envs[@]}" "$@" ;;
+            exec proot -0 -q "$QEMU" -r "$rootfs" -b /proc -b /sys -b /dev -w "${BOARD_CWD:-/}" \
+                "${envs[@]}" "$@" ;;
     esac
 }
 
@@ -209,6 +215,7 @@ cmd_install() {
 }
 
 cmd_run() {
+    if [ "${1:-}" = -C ]; then BOARD_CWD=$2; shift 2; fi
     local rootfs; rootfs="$(board_dir)/rootfs"
     [ -f "$(board_dir)/ready" ] || die "no board built at $rootfs; run: $0 build"
     # Pass through the variables the tests set for the board (EDGE_*, TVM_*, PYTHON*).
@@ -222,7 +229,10 @@ case ${1:-} in
     build) cmd_build ;;
     install) cmd_install ;;
     run) shift; cmd_run "$@" ;;
+    test) shift   # extra pytest options may come first; the modules are the board-side ones
+          cmd_run -C /tmp/edge-src /opt/edge-server/bin/python -m pytest -p no:cacheprovider "$@" \
+              tests/edge_common tests/edge_server ;;
     runner) runner ;;
     path) echo "$(board_dir)/rootfs" ;;
-    *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
