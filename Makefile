@@ -2,16 +2,23 @@
 # make test   - the whole test suite (sets everything up first)
 # make bench  - benchmarks against the stock TVM RPC server, into bench/RESULTS.md
 # make faults - the full fault suite: 200 sessions with crashes and timeouts interleaved
+# make test-arm - an emulated arm64 board without a compiler (qemu-user; built once, cached in
+#                 ~/.cache/tvm-edge-rpc): tests/arm from this host, then the board-side tests on it
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo bench faults probe clean
+.PHONY: setup test test-arm demo bench faults probe clean
 
 setup:
 	bash scripts/setup.sh
 
 test: setup
 	$(PY) -m pytest -q tests
+
+test-arm: setup
+	bash scripts/arm-board.sh install
+	EDGE_ARM_BOARD=1 $(PY) -m pytest -q tests/arm
+	bash scripts/arm-board.sh test -q
 
 demo: setup
 	$(PY) -m host_client.demo
