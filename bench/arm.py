@@ -12,7 +12,7 @@ and side, what the plugin does for every trial:
 - `edge.set_thread_mode` round trips inside one session.
 
 EMULATED figures are functional, not performance figures: qemu-user runs the
-board's code ~30-40x slower than silicon would. They show that the path works
+board's Python several times slower and its kernels ~30-40x slower than silicon. They show that the path works
 and where time goes, nothing about a real board's speed.
 
     python -m bench.arm [--rounds N] [--quick]     (needs: scripts/arm-board.sh install)
@@ -146,8 +146,9 @@ def render(data: dict) -> str:
         "## The emulated arm64 board beside native (`bench/arm.py`)",
         "",
         "**EMULATED: functional, not performance.** The aarch64 column is edge-server on %s "
-        "with no compiler, running every instruction of the board through qemu-user "
-        "(~30-40x slower than silicon); kernels are linked on the host with "
+        "with no compiler, every instruction of the board run through qemu-user "
+        "(Python and RPC paths several times slower, compiled kernels ~30-40x slower "
+        "than silicon); kernels are linked on the host with "
         "aarch64-linux-gnu-g++. Native = edge-server on this x86_64 machine, same tracker, "
         "rounds alternating. Mode %s; medians of %d trials per side, %d round trips."
         % (data["board"], data["mode"], data["rounds"], data["calls"]),
