@@ -51,7 +51,8 @@ def main(argv: Sequence[str]) -> int:
     # Import TVM's runtime and the session code now, so forked children start warm.
     import tvm.rpc  # noqa: F401
     import edge_server.session.child  # noqa: F401
-    from edge_server.daemon.server import Server, ServerError
+    from edge_server.daemon.listener import ServerError
+    from edge_server.daemon.server import Server
     from edge_server.daemon.workroot import WorkRootError
 
     server = Server(config, topology, default_mode, probe=probe_topology)
