@@ -138,7 +138,7 @@ def test_cross_board_without_cross_compiler_says_what_to_install(stack):
                        env={"PATH": "/nonexistent"})
     assert proc.returncode == 1
     line = one_line_error(proc)
-    assert "aarch64-linux-gnu-gcc" in line and "gcc-aarch64-linux-gnu" in line
+    assert "aarch64-linux-gnu-g++" in line and "apt-get install g++-aarch64-linux-gnu" in line
 
 
 def test_unknown_key(stack):
