@@ -6,14 +6,17 @@ Evidence, strongest first; a weaker source only names CPUs no stronger one named
                   whichever CPU ran the read;
   cpuinfo         that CPU's own /proc/cpuinfo block;
   frequency       an unnamed CPU (offline: no cpuinfo block) in the cpufreq
-                  domain of named CPUs of one uarch;
+                  domain of named CPUs of one uarch, or with their exact max
+                  frequency and capacity;
   cpuinfo-global  the one CPU block of old kernels: it describes the CPU that
                   ran the read, so it names every core only when the other
                   facts say the cores are alike (one max frequency, one
                   capacity, one package); otherwise only the cluster it can be
                   tied to (the SoC table, else fast/slow by its uarch);
   soc-table       the documented layout of the SoC the board names (soc.py);
-  guess           the usual big.LITTLE partner of a global block's core.
+  guess           the usual big.LITTLE partner of a global block's core, or
+                  of the one core type named when other online CPUs are named
+                  by nothing (always with a warning).
 """
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -25,8 +28,10 @@ from edge_server.board.soc import Soc
 # Cores that sit in the slow cluster of a big.LITTLE pair.
 LITTLE = {"cortex-a5", "cortex-a7", "cortex-a35", "cortex-a53", "cortex-a55", "cortex-a510",
           "cortex-a520"}
-# The usual partner of a core in big.LITTLE SoCs (vendor product lines).
-PARTNER = {"cortex-a7": "cortex-a15", "cortex-a53": "cortex-a57", "cortex-a55": "cortex-a76",
+# The usual partner of a core in big.LITTLE SoCs (vendor product lines). A
+# Cortex-A53 is most often paired with more A53s at another clock (the
+# octa-A53 phones of 2014-2017 outnumber the A53+A57/A72 ones).
+PARTNER = {"cortex-a7": "cortex-a15", "cortex-a53": "cortex-a53", "cortex-a55": "cortex-a76",
            "cortex-a510": "cortex-a710", "cortex-a15": "cortex-a7", "cortex-a17": "cortex-a7",
            "cortex-a57": "cortex-a53", "cortex-a72": "cortex-a53", "cortex-a73": "cortex-a53",
            "exynos-m1": "cortex-a53", "exynos-m2": "cortex-a53", "cortex-a75": "cortex-a55",
@@ -53,6 +58,7 @@ def name_cores(cpus: Sequence, info: Optional[ProcInfo], soc: Optional[Soc],
         if deferred is not None and cpu.uarch_source == "soc-table" and cpu.uarch == deferred:
             cpu.uarch_source = "cpuinfo-global"  # the global block and the table agree
     _from_frequency_domain(cpus)
+    _guess_the_rest(cpus, warnings)
     _warn_unknown(cpus, warnings)
 
 
@@ -119,6 +125,10 @@ def _from_global_block(cpus: Sequence, info: ProcInfo, soc: Optional[Soc],
         for cpu in unnamed:
             _set(cpu, name, "cpuinfo-global")
         return None
+    if soc is not None and soc.uarchs() == [name] and soc.clusters(len(cpus)):
+        for cpu in unnamed:  # the SoC has one core type, and the block shows which
+            _set(cpu, name, "cpuinfo-global")
+        return None
     if soc is not None and name in soc.uarchs() and soc.clusters(len(cpus)):
         warnings.append("/proc/cpuinfo prints one global CPU block (%s, %s) and the cores "
                         "differ: it names only the %s cores of %s (%s %r); the others come "
@@ -126,6 +136,14 @@ def _from_global_block(cpus: Sequence, info: ProcInfo, soc: Optional[Soc],
                                                soc.source, soc.text))
         return name
     groups = _speed_groups(unnamed)
+    if groups is not None and len(groups) == 1 and named <= {name}:
+        # Several packages (clusters), one clock and capacity: octa-A53 style.
+        for cpu in unnamed:
+            _set(cpu, name, "cpuinfo-global")
+        warnings.append("/proc/cpuinfo prints one global CPU block (%s, %s); the CPUs are in "
+                        "several packages but run at one clock and capacity, so it is taken "
+                        "for all of them" % (format_midr(midr), name))
+        return None
     if groups is None or len(groups) < 2:
         warnings.append("/proc/cpuinfo prints one global CPU block (%s, %s) for whichever "
                         "CPU ran the read, and the cores differ; it cannot be tied to a "
@@ -134,8 +152,8 @@ def _from_global_block(cpus: Sequence, info: ProcInfo, soc: Optional[Soc],
     tied = groups[-1] if name in LITTLE else groups[0]
     for cpu in tied:
         _set(cpu, name, "cpuinfo-global")
-    partner = PARTNER.get(name)
     rest = [c for g in groups if g is not tied for c in g]
+    partner = _partner(name, tied, rest)
     for cpu in rest:
         _set(cpu, partner, "guess")
     warnings.append("/proc/cpuinfo prints one global CPU block (%s, %s) and the cores "
@@ -145,6 +163,47 @@ def _from_global_block(cpus: Sequence, info: ProcInfo, soc: Optional[Soc],
                         format_cpulist(c.id for c in tied), format_cpulist(c.id for c in rest),
                         partner or "unknown"))
     return None
+
+
+def _partner(name: str, tied: Sequence, rest: Sequence) -> Optional[str]:
+    """The uarch of the CPUs the global block does not describe.
+
+    With cpu_capacity on both sides, capacity per MHz is the DT's
+    capacity-dmips-mhz: equal means the same core at another clock.
+    """
+    def per_mhz(cpus):
+        values = {(c.capacity / c.max_freq) for c in cpus if c.capacity and c.max_freq}
+        return values.pop() if len(values) == 1 else None
+
+    mine, theirs = per_mhz(tied), per_mhz(rest)
+    if mine and theirs:
+        if abs(mine - theirs) <= 0.05 * max(mine, theirs):
+            return name
+        if name == PARTNER.get(name):
+            return None  # another core, and nothing says which
+    return PARTNER.get(name)
+
+
+def _guess_the_rest(cpus: Sequence, warnings: List[str]) -> None:
+    """Online CPUs nothing named, on a board whose named CPUs are all one core type:
+    the usual partner of that core, by which side of it they are on."""
+    rest = [c for c in _unnamed(cpus) if c.online]
+    named = [c for c in cpus if c.uarch is not None and c.online]
+    kinds = {c.uarch for c in named}
+    if not rest or len(kinds) != 1 or _speed_groups(rest) is None \
+            or _speed_groups(named) is None:
+        return
+    name = kinds.pop()
+    faster = min(_speed_key(c) for c in rest) > max(_speed_key(c) for c in named)
+    slower = max(_speed_key(c) for c in rest) < min(_speed_key(c) for c in named)
+    if not ((faster and name in LITTLE) or (slower and name not in LITTLE)):
+        return
+    partner = _partner(name, named, rest)
+    for cpu in rest:
+        _set(cpu, partner, "guess")
+    warnings.append("CPUs %s are online but no evidence names their core; the others are "
+                    "%s, so they are guessed as %s, its usual big.LITTLE partner"
+                    % (format_cpulist(c.id for c in rest), name, partner or "unknown"))
 
 
 def _speed_key(cpu) -> Tuple[int, int]:

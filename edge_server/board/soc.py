@@ -25,6 +25,9 @@ BUILD_PROP_FILES = ("system/build.prop", "vendor/build.prop")
 BUILD_PROP_KEYS = ("ro.soc.model", "ro.chipname", "ro.hardware.chipname",
                    "ro.mediatek.platform", "ro.board.platform", "ro.product.board",
                    "ro.hardware")
+# ro.board.platform values Qualcomm reuses for chips with other cores (msm8952:
+# 617 and 650/652; sdm660: 630/636/660; msm8953: 625 and 632): not evidence.
+AMBIGUOUS_PLATFORMS = {"msm8952", "sdm660", "msm8953"}
 # Raspberry Pi new-style revision codes: bit 23 set, SoC in bits 12-15.
 _RPI_NEW_STYLE = 1 << 23
 _RPI_SOCS = {0: "bcm2835", 1: "bcm2836", 2: "bcm2837", 3: "bcm2711", 4: "bcm2712"}
@@ -44,13 +47,13 @@ _TABLE: List[Tuple[str, str, Tuple[Tuple[int, str], ...]]] = [
     ("BCM2712", r"bcm ?2712", ((4, A76),)),
     ("BCM2711", r"bcm ?2711|raspberrypi 4 model|raspberry pi 4|raspberry pi 400|"
                 r"raspberry pi compute module 4", ((4, A72),)),
-    ("BCM2837", r"bcm ?2837|raspberry pi 3|raspberrypi 3", ((4, A53),)),
+    ("BCM2837", r"bcm ?2837|bcm ?2710|raspberry pi 3|raspberrypi 3", ((4, A53),)),
     ("BCM2836", r"bcm ?2836|raspberry pi 2", ((4, A7),)),
-    ("BCM2835", r"bcm ?2835|raspberry pi model|raspberry pi zero(?! 2)",
+    ("BCM2835", r"bcm ?2835|bcm ?2708|raspberry pi model|raspberry pi zero(?! 2)",
      ((1, "arm1176"),)),
     # --- Rockchip
     ("RK3066", r"rk ?3066", ((2, A9),)),
-    ("RK3188", r"rk ?3188", ((4, A9),)),
+    ("RK3188", r"rk ?3188|\brk30 ?board\b", ((4, A9),)),  # RK30board: RK3066 too, A9s
     ("RK3128", r"rk ?31[12]6|rk ?3128", ((4, A7),)),
     ("RK3229", r"rk ?322[89]", ((4, A7),)),
     ("RK3288", r"rk ?3288", ((4, "cortex-a12"),)),  # sold as A17, reports part 0xc0d
@@ -62,18 +65,17 @@ _TABLE: List[Tuple[str, str, Tuple[Tuple[int, str], ...]]] = [
     ("RK3568", r"rk ?3568", ((4, A55),)),
     ("RK3588", r"rk ?3588", ((4, A55), (2, A76), (2, A76))),
     # --- NVIDIA Tegra (and the Android board names of Tegra devices)
-    ("Tegra 2", r"tegra ?20(?!\d)|tegra ?2(?!\d)|\bt20\b|\bventana\b|\bharmony\b",
-     ((2, A9),)),
+    ("Tegra 2", r"tegra ?20(?!\d)|tegra ?2(?!\d)|\bventana\b", ((2, A9),)),
     ("Tegra 3", r"tegra ?30(?!\d)|tegra ?3(?!\d)|\bt30l?\b|\bgrouper\b|\btilapia\b|"
-                r"\bcardhu\b|\benterprise\b", ((4, A9),)),
+                r"\bcardhu\b", ((4, A9),)),
     ("Tegra 4", r"tegra ?114|tegra ?4(?!\d)|\bt114\b|\bmacallan\b|\broth\b|\bdalmore\b",
      ((4, A15),)),
-    ("Tegra K1", r"tegra ?124|\bt124\b|\bardbeg\b|\bmocha\b|\bjetson tk1\b|\bshield tablet\b",
+    ("Tegra K1", r"tegra ?124|tegra k1\b|\bt124\b|\bardbeg\b|\bmocha\b|\bjetson tk1\b|\bshield tablet\b",
      ((4, A15),)),
     ("Tegra K1 64", r"tegra ?132|\bt132\b|\bflounder\b|nexus 9", ((2, "denver"),)),
     ("Tegra X1", r"tegra ?210|\bt210\b|\bdragon\b|\bfoster\b|\bdarcy\b|\bjetson nano\b|"
                  r"tegra x1|jetson tx1|pixel c", ((4, A57),)),
-    ("Tegra X2", r"tegra ?186|\bt186\b|jetson tx2|quill|storm", ()),  # see _EXPLICIT
+    ("Tegra X2", r"tegra ?186|\bt186\b|jetson tx2|tegra x2\b|\bquill\b", ()),  # see _EXPLICIT
     ("Tegra Xavier", r"tegra ?194|\bt194\b|jetson xavier|jetson agx|galen|jakku",
      ((2, "carmel"),) * 4),
     ("Tegra Orin", r"tegra ?234|\bt234\b|jetson orin|concord|p3701|p3767", ()),
@@ -154,7 +156,7 @@ _TABLE: List[Tuple[str, str, Tuple[Tuple[int, str], ...]]] = [
      ((4, A510), (3, A710), (1, X2))),
     # --- MediaTek (Helio, Dimensity)
     ("MT6577", r"\bmt ?657[357]", ((2, A9),)),
-    ("MT6589", r"\bmt ?658[29]|\bmt ?8125|\bmt ?8389|\bmt ?8127", ((4, A7),)),
+    ("MT6589", r"\bmt ?658[029]|\bmt ?8125|\bmt ?8389|\bmt ?8127|\bmt ?8321", ((4, A7),)),
     ("MT6572", r"\bmt ?657[12]", ((2, A7),)),
     ("MT6592", r"\bmt ?659[12]", ((4, A7), (4, A7))),
     ("MT6595", r"\bmt ?6595", ((4, A7), (4, A17))),
@@ -192,11 +194,11 @@ _TABLE: List[Tuple[str, str, Tuple[Tuple[int, str], ...]]] = [
     ("A10", r"\bsun4i|\bsun5i|allwinner a1[03]\b", ((1, A8),)),
     ("A20", r"\bsun7i", ((2, A7),)),
     ("A31", r"\bsun6i", ((4, A7),)),
-    ("A33", r"\bsun8i a33|\bsun8iw5|\bsun8i h3|\bsun8iw7|\bsun8i r40|\bsun8iw11",
-     ((4, A7),)),
     ("A83T", r"\bsun8i a83t|\bsun8iw6", ((4, A7), (4, A7))),
-    ("A64", r"\bsun50i a64|\bsun50iw1|\bsun50i h5|\bsun50iw2|\bsun50i h6|\bsun50iw6|"
-            r"\bsun50i h61[68]|\bsun50iw9", ((4, A53),)),
+    ("A33", r"\bsun8i\b|\bsun8i a33|\bsun8iw5|\bsun8i h3|\bsun8iw7|\bsun8i r40|\bsun8iw11",
+     ((4, A7),)),
+    ("A64", r"\bsun50i\b|\bsun50i a64|\bsun50iw1|\bsun50i h5|\bsun50iw2|\bsun50i h61[68]|\bsun50i h6|"
+            r"\bsun50iw6|\bsun50iw9", ((4, A53),)),
     # --- Amlogic
     ("S805", r"meson ?8b|\bs805\b", ((4, A5),)),
     ("S802", r"meson ?8(?![bm])|\bs80[12]\b", ((4, A9),)),
@@ -206,12 +208,16 @@ _TABLE: List[Tuple[str, str, Tuple[Tuple[int, str], ...]]] = [
     ("S922X", r"\bg12b\b|\bs922x?\b|\ba311d\b", ((2, A53), (4, A73))),
     # --- TI OMAP, Marvell PXA, Spreadtrum/Unisoc
     ("OMAP3", r"\bomap ?3[0-9]{3}", ((1, A8),)),
-    ("OMAP4", r"\bomap ?44[0-9]{2}|\btuna\b|\bpanda(?:board)?\b", ((2, A9),)),
+    ("OMAP4", r"\bomap ?44[0-9]{2}|\bomap4\b|\btuna\b|\bpanda(?:board)?\b", ((2, A9),)),
     ("OMAP5", r"\bomap ?5[0-9]{3}", ((2, A15),)),
     ("PXA986", r"\bpxa ?98[68]", ((2, A9),)),
     ("PXA1088", r"\bpxa ?1088", ((4, A7),)),
     ("PXA1908", r"\bpxa ?19[02]8", ((4, A53),)),
-    ("SC8830", r"\bsc ?88[13]0|\bsc ?9830|\bsc ?7731|\bsc ?7730", ((4, A7),)),
+    ("SC8830", r"\bsc ?88[13]0|\bs[cp] ?983[02]|\bsc ?773[01]|\bsc ?7715", ((4, A7),)),
+    ("BCM21664", r"\bbcm ?21[56][56]4|\bbcm ?2815[05]|\bbcm ?28145|\bhawaii\b|\bcapri\b",
+     ((2, A9),)),
+    ("BCM23550", r"\bbcm ?23550", ((4, A7),)),
+    ("U8500", r"\bu ?8[45]00|\bdb ?8500|novathor", ((2, A9),)),
     ("SC9863A", r"\bsc ?9863", ((4, A55), (4, A55))),
     ("T618", r"\bums ?512|\bt61[08]\b", ((6, A55), (2, A75))),
 ]
@@ -287,8 +293,10 @@ def match(text: str) -> Optional[str]:
     """The table's SoC name for an identity string, None when none matches."""
     norm = normalise(text)
     for name, regex, _ in _COMPILED:
-        if regex.search(norm):
-            return name
+        for found in regex.finditer(norm):
+            # "msm8974" must not match inside "msm89740": a part number ends at a non-digit.
+            if not norm[found.end():found.end() + 1].isdigit():
+                return name
     return None
 
 
@@ -317,8 +325,10 @@ def identity_strings(reader: Reader, hardware: Optional[str],
         found.append(("/proc/cpuinfo Hardware", hardware))
     props = read_build_props(reader)
     for key in BUILD_PROP_KEYS:
-        if props.get(key):
-            found.append(("build.prop " + key, props[key]))
+        value = props.get(key)
+        if value and not (key == "ro.board.platform"
+                          and value.strip().lower() in AMBIGUOUS_PLATFORMS):
+            found.append(("build.prop " + key, value))
     model = reader.text("proc/device-tree/model")
     if model:
         found.append(("/proc/device-tree/model", model))

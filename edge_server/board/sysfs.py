@@ -62,7 +62,7 @@ class Reader:
         path = self.path(relpath)
         try:
             with open(path, "rb") as f:
-                data = f.read(MAX_READ_BYTES + 1)
+                data = _read_bounded(f)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -136,6 +136,19 @@ class Reader:
                                                                   _shown(text)))
             return None
         return int(text, 16)
+
+
+def _read_bounded(f) -> bytes:
+    """Up to MAX_READ_BYTES + 1 bytes in 64 KiB reads: procfs sysctl files (e.g.
+    /proc/sys/kernel/random/boot_id) fail a single 4 MiB read with ENOMEM."""
+    chunks, size = [], 0
+    while size <= MAX_READ_BYTES:
+        chunk = f.read(1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _shown(value: str) -> str:

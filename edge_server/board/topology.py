@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from edge_server.board import arch as arch_mod
+from edge_server.board import clusters as clusters_mod
 from edge_server.board import isa as isa_mod
 from edge_server.board import naming
 from edge_server.board import soc as soc_mod
@@ -102,7 +103,7 @@ def probe(root: str = "/") -> dict:
     soc = _identify_soc(reader, info)
     naming.name_cores(cpus, info, soc, reader.warnings)
     classes = _assign_classes(cpus, reader.warnings)
-    clusters = _assign_clusters(cpus, soc, reader.warnings)
+    clusters = clusters_mod.assign(cpus, soc, reader.warnings)
     elf = _own_elf(live, reader.warnings)
     arch = _arch(info, elf, reader.warnings)
     isa = _isa(info, cpus, live, reader.warnings)
@@ -231,8 +232,22 @@ def _read_sysfs(reader: Reader, cpus: List[_Cpu]) -> None:
                 policies = _read_policies(reader)
             cpu.related, cpu.max_freq = policies.get(cpu.id, (None, None))
             cpu.related = _within(cpu.related, ids)
+    _share_policies(cpus)
     _read_hybrid(reader, cpus)
     _warn_missing(reader.warnings, cpus)
+
+
+def _share_policies(cpus: List[_Cpu]) -> None:
+    """An offline CPU loses its cpuN/cpufreq link on old kernels, but its policy's
+    related_cpus (read through an online sibling) still names it."""
+    for cpu in cpus:
+        if cpu.related is not None:
+            continue
+        owner = next((o for o in cpus if o.related and cpu.id in o.related), None)
+        if owner is not None:
+            cpu.related = owner.related
+            if cpu.max_freq is None:
+                cpu.max_freq = owner.max_freq
 
 
 def _read_policies(reader: Reader) -> Dict[int, Tuple[Optional[List[int]], Optional[int]]]:
@@ -285,7 +300,10 @@ def _assign_classes(cpus: List[_Cpu], warnings: List[str]) -> List[dict]:
     for cpu in cpus:
         if kinds[cpu.id] is not None:
             members.setdefault(kinds[cpu.id], []).append(cpu.id)
-    ordered = sorted(members, key=lambda k: _rank_key(k, members[k]))
+    # A class known only by its core type (offline CPUs named by the SoC table)
+    # has no speed to compare: then the core type ranks first.
+    by_tier = any(k[2] is None and k[3] is None and k[0] is not None for k in members)
+    ordered = sorted(members, key=lambda k: _rank_key(k, members[k], by_tier))
     names = CLASS_NAMES.get(len(ordered)) or ["class%d" % i for i in range(len(ordered))]
     by_id = {c.id: c for c in cpus}
     classes = []
@@ -334,12 +352,14 @@ def _fits(partial: Kind, fuller: Kind) -> bool:
     return all(p is None or p == f for p, f in zip(partial, fuller))
 
 
-def _rank_key(kind: Kind, members: List[int]):
-    """Fastest first: capacity, then Intel P before E, then max frequency, then uarch tier."""
+def _rank_key(kind: Kind, members: List[int], by_tier: bool = False):
+    """Fastest first: capacity, then Intel P before E, then max frequency, then uarch tier
+    (by_tier: uarch tier first, for classes whose speed is unknown)."""
     _, hybrid, max_freq, capacity = kind
     tier = uarch_mod.perf_rank(_kind_uarch(kind))
-    return (_desc(capacity), _HYBRID_ORDER.get(hybrid, 0.5) if hybrid else 0.5,
-            _desc(max_freq), _desc(tier), min(members))
+    key = (_desc(capacity), _HYBRID_ORDER.get(hybrid, 0.5) if hybrid else 0.5,
+           _desc(max_freq), _desc(tier), min(members))
+    return (_desc(tier),) + key if by_tier else key
 
 
 def _desc(value: Optional[int]):
@@ -350,143 +370,6 @@ def _desc(value: Optional[int]):
 def _kind_uarch(kind: Kind) -> Optional[str]:
     key = kind[0]
     return None if key is None or key.startswith("midr:") else key
-
-
-# ----------------------------------------------------------- clusters
-
-
-def _assign_clusters(cpus: List[_Cpu], soc: Optional[soc_mod.Soc],
-                     warnings: List[str]) -> List[dict]:
-    """Physical clusters from the kernel's lists, split so none mixes two classes.
-
-    Each cluster says where it came from ("source"): the kernel list that
-    grouped it, "soc-table" when only the SoC's documented layout did, or
-    "core-kind" when nothing did and CPUs of one class were put together.
-    """
-    groups, evidence = _kernel_groups(cpus)
-    by_id = {c.id: c for c in cpus}
-    parts: List[Tuple[List[int], str]] = []
-    for group in groups:
-        by_class = _split_by_class(group, by_id)
-        if len(by_class) > 1:
-            broad = sorted({evidence[c][1] for c in group
-                            if c in evidence and evidence[c][0] == set(group)}) or \
-                sorted({evidence[c][1] for c in group if c in evidence})
-            warnings.append("the kernel groups CPUs %s in one cluster (%s) but they are %d "
-                            "kinds of core; split into %s" % (
-                                format_cpulist(group), "/".join(broad), len(by_class),
-                                ", ".join(format_cpulist(p) for p in by_class)))
-        parts.extend((part, _part_source(part, evidence)) for part in by_class)
-    parts.extend(_ungrouped(cpus, {c for g in groups for c in g}, soc, warnings))
-    clusters = []
-    for index, (part, source) in enumerate(sorted(parts, key=lambda p: min(p[0]))):
-        for cpu_id in part:
-            by_id[cpu_id].cluster = index
-        clusters.append({"id": index, "cpus": sorted(part), "class": by_id[part[0]].cls,
-                         "source": source})
-    return clusters
-
-
-def _part_source(part: List[int], evidence: Dict[int, Tuple[set, str]]) -> str:
-    """The list that put exactly these CPUs together, else the lists + "core-kind" (split)."""
-    for cpu_id in part:
-        if cpu_id in evidence and evidence[cpu_id][0] == set(part):
-            return evidence[cpu_id][1]
-    used = sorted({evidence[c][1] for c in part if c in evidence})
-    return "+".join(used + ["core-kind"])
-
-
-def _split_by_class(group: List[int], by_id: Dict[int, _Cpu]) -> List[List[int]]:
-    by_class: Dict[str, List[int]] = {}
-    for cpu_id in group:
-        if by_id[cpu_id].cls is not None:
-            by_class.setdefault(by_id[cpu_id].cls, []).append(cpu_id)
-    return list(by_class.values())
-
-
-# The kernel's grouping lists, in the order they are trusted.
-_LISTS = (("cluster_cpus_list", "cluster_list"), ("core_siblings_list", "core_siblings"),
-          ("related_cpus", "related"))
-
-
-def _kernel_groups(cpus: List[_Cpu]):
-    """Each CPU with the CPUs every informative kernel list puts it with.
-
-    Returns the groups and, per CPU, (its mates, the list that alone names
-    them, else every list used joined by "+").
-
-    A list is informative when it names some CPU beyond the CPU's SMT
-    siblings: kernels without a DT cpu-map (Raspberry Pi) write one core per
-    cluster_cpus_list, Krait and intel_pstate have one cpufreq policy per
-    CPU, and hot-unplug leaves a lone CPU in its masks; none of those says
-    the CPU is a cluster of one. The lists are intersected, since a
-    frequency domain never spans two clusters and arm64 kernels >= 6.0 put
-    every CPU in package 0.
-    """
-    clusters_known = any(c.cluster_list and set(c.cluster_list) - set(c.smt or [c.id])
-                         for c in cpus)
-    parent = {c.id: c.id for c in cpus}
-    evidence: Dict[int, Tuple[set, str]] = {}
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for cpu in cpus:
-        mates, lists = None, []
-        for name, attr in _LISTS:
-            listed = getattr(cpu, attr)
-            if name == "cluster_cpus_list":
-                if not clusters_known or not listed:
-                    continue  # a cluster of one is real only where others are bigger
-            elif not listed or not set(listed) - set(cpu.smt or [cpu.id]):
-                continue
-            mates = set(listed) if mates is None else mates & set(listed)
-            lists.append((name, set(listed)))
-        if mates is None:
-            continue
-        mates.add(cpu.id)
-        exact = [name for name, listed in lists if listed | {cpu.id} == mates]
-        evidence[cpu.id] = (mates, exact[0] if exact else "+".join(n for n, _ in lists))
-        for other in mates:
-            parent[find(other)] = find(cpu.id)
-    evidenced = {find(c) for c in evidence}
-    groups: Dict[int, List[int]] = {}
-    for cpu in cpus:
-        if find(cpu.id) in evidenced:
-            groups.setdefault(find(cpu.id), []).append(cpu.id)
-    return [sorted(g) for g in groups.values()], evidence
-
-
-def _ungrouped(cpus: List[_Cpu], grouped: set, soc: Optional[soc_mod.Soc],
-               warnings: List[str]) -> List[Tuple[List[int], str]]:
-    """CPUs no kernel list groups: the SoC's documented clusters, else one per class."""
-    left = [c for c in cpus if c.id not in grouped and c.cls is not None]
-    if not left:
-        return []
-    layout = soc.clusters(len(cpus)) if soc is not None else None
-    order = {cpu_id: i for i, cpu_id in enumerate(sorted(c.id for c in cpus))}
-    by_id = {c.id: c for c in cpus}
-    result: List[Tuple[List[int], str]] = []
-    if layout is not None:
-        index_of = {i: n for n, (ids, _) in enumerate(layout) for i in ids}
-        by_layout: Dict[int, List[int]] = {}
-        for cpu in left:
-            by_layout.setdefault(index_of[order[cpu.id]], []).append(cpu.id)
-        for members in by_layout.values():
-            result.extend((part, "soc-table") for part in _split_by_class(members, by_id))
-        how = "the documented layout of %s" % soc.name
-    else:
-        by_class: Dict[str, List[int]] = {}
-        for cpu in left:
-            by_class.setdefault(cpu.cls, []).append(cpu.id)
-        result = [(ids, "core-kind") for ids in by_class.values()]
-        how = "one cluster per core class"
-    warnings.append("no topology or cpufreq file groups CPUs %s with another CPU: their "
-                    "clusters follow %s" % (format_cpulist(c.id for c in left), how))
-    return result
 
 
 # ---------------------------------------------------- arch, ISA, target
@@ -596,7 +479,14 @@ def _tvm_target(arch: Optional[str], elf: Optional[arch_mod.ElfArch], isa: List[
         target["mtriple"] = MTRIPLES[arch]
     elif arch is not None:
         warnings.append("no LLVM triple known for arch %s; tvm_target has no mtriple" % arch)
-    fastest = classes[0]["uarch"] if classes else None
+    if str(target.get("mtriple", "")).endswith("gnueabihf"):
+        # TVM's LLVM codegen does not take the float ABI from the triple: without
+        # this the object passes floats in core registers and the armhf linker
+        # refuses it ("uses VFP register arguments, lib0.o does not").
+        target["mfloat-abi"] = "hard"
+    usable = {c.id for c in cpus if c.online is not False and c.allowed is not False}
+    fastest = next((c["uarch"] for c in classes if usable & set(c["cpus"])),
+                   classes[0]["uarch"] if classes else None)
     mcpu = uarch_mod.llvm_cpu(fastest, arch=arch) if fastest else None
     if mcpu:
         target["mcpu"] = mcpu

@@ -19,6 +19,7 @@ rules every child lives by are in forking.py.
 """
 import gc
 import logging
+import os
 import select
 import signal
 import time
@@ -33,6 +34,7 @@ from edge_server.daemon.status import StatusBoard, status_line
 from edge_server.daemon.supervisor import POLLRDHUP, ProcessOps, SlotEvents, Supervisor
 from edge_server.daemon.tracker import TrackerRegistration
 from edge_server.daemon.workroot import WorkRoot
+from edge_server.session.sandbox import make_plan
 
 log = logging.getLogger("edge_server.daemon.server")
 
@@ -55,6 +57,8 @@ class Server(SlotEvents):
         self._notifier = notifier or Notifier.from_env()
         self._probe = probe
         self._clock = clock
+        self.sandbox = make_plan(config.sandbox, config.session_limits, os.getpid(),
+                                 config.allow_perf, config.load_library)
         self._work = WorkRoot(config.work_root)
         self._signals = SignalFlags()
         self._status = StatusBoard(self._notifier.status)
@@ -130,6 +134,7 @@ class Server(SlotEvents):
         """The capabilities the tracker shows under "edge": the topology plus our default."""
         info = dict(self.topology)
         info["default_mode"] = self.default_mode
+        info["sandbox"] = self.sandbox.info()
         return info
 
     def _context(self, work_dir: str, peer: str):
@@ -140,7 +145,8 @@ class Server(SlotEvents):
                               load_library=self.config.load_library,
                               max_upload_bytes=self.config.max_upload_bytes,
                               max_disk_bytes=self.config.max_disk_bytes,
-                              fixture_root=self.config.root is not None)
+                              fixture_root=self.config.root is not None,
+                              sandbox=self.sandbox)
 
     def _inherited(self, keep) -> list:
         """In a new child: reset the daemon's signal handling; every daemon fd to close."""
@@ -321,7 +327,8 @@ class Server(SlotEvents):
         s = self.slot.session
         return status_line(stopping=self._stopping, serving=s.peer if s else None,
                            mode=s.mode if s else None, port=self.port, key=self.config.key,
-                           registration=self._link, ok=self.ok, failed=self.failed)
+                           registration=self._link, ok=self.ok, failed=self.failed,
+                           sandbox=self.sandbox.describe())
 
     def _update_status(self) -> None:
         self._status.show(self.status_line())

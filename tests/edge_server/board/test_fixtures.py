@@ -17,7 +17,8 @@ REQUIRED = ["rk3399", "rk3588", "rk3588-binned", "rpi4", "snapdragon855", "jetso
             "exynos5422-linux3.10", "this-machine", "rk3588s", "rpi5", "jetson-nano",
             "jetson-orin", "nexus5-msm8974", "galaxys3-exynos4412", "galaxys6-exynos7420",
             "galaxys9-exynos9810", "mate10-kirin970", "mate20-kirin980", "dimensity1200",
-            "pixel3-sdm845", "orangepi3-h6", "orangepizero2-h616", "odroidn2-s922x"]
+            "pixel3-sdm845", "orangepi3-h6", "orangepizero2-h616", "odroidn2-s922x",
+            "redmi3-msm8939", "heliox20-mt6797"]
 ALL = sorted(p.parent.name for p in BOARDS.glob("*/expected.json"))
 
 
@@ -72,3 +73,23 @@ def test_tvm_accepts_every_suggested_target():
             assert str(target.attrs["mcpu"]) == target_dict["mcpu"]
         if "mtriple" in target_dict:
             assert str(target.attrs["mtriple"]) == target_dict["mtriple"]
+
+
+def test_armhf_target_links_with_the_armhf_toolchain(tmp_path):
+    """The suggested 32-bit target builds a .so the arm-linux-gnueabihf linker accepts.
+
+    TVM's LLVM codegen ignores the triple's "hf": without "mfloat-abi": "hard"
+    the link fails with "uses VFP register arguments, lib0.o does not".
+    """
+    import shutil
+
+    if shutil.which("arm-linux-gnueabihf-gcc") is None:
+        pytest.skip("arm-linux-gnueabihf-gcc not installed (apt-get install "
+                    "gcc-arm-linux-gnueabihf)")
+    from edge_server.board import arch
+    from host_client.kernels import build_matmul
+
+    target = dict(expected("exynos5422-linux3.10")["tvm_target"], **{"num-cores": 1})
+    kernel = build_matmul(8, target, str(tmp_path), board_arch="armv7l")
+    built = arch.read(kernel.path)
+    assert (built.arch, built.hard_float) == ("armv7l", True)

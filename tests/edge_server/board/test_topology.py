@@ -258,7 +258,8 @@ _CPUINFO_LINES = st.sampled_from([
     "Hardware\t: SAMSUNG EXYNOS5422", "CPU part\t: 0x06f", "CPU implementer\t: 0x51"])
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("PROBE_FUZZ_EXAMPLES", "80")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(ncpus=st.integers(0, 4),
        per_cpu=st.dictionaries(st.tuples(st.integers(0, 4), st.sampled_from(_PER_CPU)),
                                _VALUES, max_size=25),
@@ -301,3 +302,55 @@ def test_any_tree_gives_a_document_or_a_probe_error(ncpus, per_cpu, global_files
         assert c["uarch_source"] in (None, "midr_el1", "cpuinfo", "cpuinfo-global",
                                      "soc-table", "frequency", "guess")
     assert all(c["source"] for c in doc["clusters"])
+
+
+# ------------------------------------------------------------ arch
+
+
+def test_live_arch_is_this_interpreter_elf_not_cpuinfo():
+    from edge_server.board import arch as arch_mod
+
+    doc = probe("/")
+    own = arch_mod.read(sys.executable)
+    assert doc["arch"] == own.arch
+    assert doc["tvm_target"]["mtriple"] == own.mtriple()
+
+
+def test_fixture_arch_comes_from_the_cpuinfo_reader(tmp_path):
+    # A 32-bit reader on an arm64 kernel: "CPU architecture: 8", (v8l), 32-bit hwcaps.
+    block = ("processor\t: %d\nmodel name\t: ARMv8 Processor rev 4 (v8l)\nBogoMIPS\t: 38.40\n"
+             "Features\t: half thumb fastmult vfp edsp neon vfpv3 tls vfpv4 idiva idivt lpae "
+             "evtstrm aes pmull sha1 sha2 crc32\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+             "CPU variant\t: 0x0\nCPU part\t: 0xd03\nCPU revision\t: 4\n\n")
+    write(tmp_path, "proc/cpuinfo", "".join(block % c for c in range(4)))
+    doc = probe(str(tmp_path))
+    assert doc["arch"] == "armv7l"
+    assert doc["tvm_target"]["mtriple"] == "armv7l-linux-gnueabihf"
+    assert doc["tvm_target"]["mcpu"] == "cortex-a53"
+    # The same cores read by a 64-bit process.
+    write(tmp_path, "proc/cpuinfo", (BOARDS / "rk3399" / "proc" / "cpuinfo").read_text())
+    assert probe(str(tmp_path))["arch"] == "aarch64"
+
+
+def test_one_policy_over_two_documented_clusters_is_split_by_the_soc_table(tmp_path):
+    """MT6752-style: no topology files, one cpufreq policy for all 8 A53s (MediaTek's
+    hotplug DVFS), one global CPU block; the datasheet says two clusters of 4."""
+    write(tmp_path, CPU + "/present", "0-7\n")
+    write(tmp_path, CPU + "/online", "0-7\n")
+    write(tmp_path, CPU + "/cpu0/cpufreq/related_cpus", "0 1 2 3 4 5 6 7 \n")
+    write(tmp_path, CPU + "/cpu0/cpufreq/cpuinfo_max_freq", "1690000\n")
+    for n in range(1, 8):
+        os.makedirs(tmp_path / CPU / ("cpu%d" % n))
+        os.symlink("../cpu0/cpufreq", tmp_path / CPU / ("cpu%d" % n) / "cpufreq")
+    write(tmp_path, "proc/cpuinfo",
+          "Processor\t: AArch64 Processor rev 3 (aarch64)\n"
+          + "".join("processor\t: %d\n" % n for n in range(8))
+          + "Features\t: fp asimd aes pmull sha1 sha2 crc32\nCPU implementer\t: 0x41\n"
+            "CPU architecture: AArch64\nCPU variant\t: 0x0\nCPU part\t: 0xd03\n"
+            "CPU revision\t: 3\n\nHardware\t: MT6752\n")
+    doc = probe(str(tmp_path))
+    assert [(c["cpus"], c["source"]) for c in doc["clusters"]] == [
+        ([0, 1, 2, 3], "soc-table"), ([4, 5, 6, 7], "soc-table")]
+    assert all((c["uarch"], c["uarch_source"]) == ("cortex-a53", "cpuinfo-global")
+               for c in doc["cpus"])
+    assert any("split along the documented clusters of MT6752" in w for w in doc["warnings"])
