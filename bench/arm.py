@@ -150,7 +150,9 @@ def render(data: dict) -> str:
         "(Python and RPC paths several times slower, compiled kernels ~30-40x slower "
         "than silicon); kernels are linked on the host with "
         "aarch64-linux-gnu-g++. Native = edge-server on this x86_64 machine, same tracker, "
-        "rounds alternating. Mode %s; medians of %d trials per side, %d round trips."
+        "rounds alternating; the emulated one runs with `--sandbox off` (qemu's own thread "
+        "cannot be pinned once the sandbox drops capabilities: tests/support/arm_board.py). "
+        "Mode %s; medians of %d trials per side, %d round trips."
         % (data["board"], data["mode"], data["rounds"], data["calls"]),
         "",
         bl.table(["per MetaSchedule trial", "native x86_64", "EMULATED aarch64", "emulated / native"],
