@@ -17,11 +17,6 @@ SCRIPT = procs.REPO / "scripts" / "arm-board.sh"
 BOARD_PREFIX = "/opt/edge-server"
 ENABLE = "EDGE_ARM_BOARD"      # make test-arm sets it once the board is installed
 START_TIMEOUT = 240.0          # runtime-only import of TVM alone takes seconds emulated
-# qemu-user runs a thread of its own in every process. The session sandbox drops
-# capabilities in the (only) guest thread, so qemu's thread keeps root's permitted
-# set and the kernel refuses to pin it (EPERM, cap_safe_nice): under emulation
-# every mode would be refused. Real boards have no such thread.
-EMULATION_ARGS = ("--sandbox", "off")
 
 
 def enabled() -> bool:
@@ -41,7 +36,7 @@ def start_edge_server(tmp_path, tracker_port: int, key: str, args=()) -> procs.P
     argv = [str(SCRIPT), "run", BOARD_PREFIX + "/bin/edge-server", "--host", procs.HOST,
             "--port", str(port), "--port-end", str(port + 1),
             "--tracker", "%s:%d" % (procs.HOST, tracker_port), "--key", key,
-            *EMULATION_ARGS, *map(str, args)]
+            *map(str, args)]
     proc = procs.Proc(argv, Path(tmp_path) / ("arm-edge-server-%d.log" % port))
     proc.port, proc.key = port, key
     try:
