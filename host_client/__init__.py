@@ -26,6 +26,7 @@ _EXPORTS = {
     "NotAnEdgeServer": "host_client.errors",
     "ThreadModeRefused": "host_client.errors",
     "CrossCompilerMissing": "host_client.errors",
+    "ArchMismatch": "host_client.errors",
 }
 
 __all__ = sorted(_EXPORTS)

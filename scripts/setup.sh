@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 PY=${1:-python3}
 # systemd-container (systemd-nspawn) and shellcheck: tests/deploy run the unit under a real
 # systemd in a container and lint install.sh.
-APT_PKGS="libsystemd-dev pkg-config systemd systemd-container shellcheck gcc g++"
+# The cross g++ for aarch64 and armhf boards: the host links what it uploads (host_client.link).
+APT_PKGS="libsystemd-dev pkg-config systemd systemd-container shellcheck gcc g++
+          g++-aarch64-linux-gnu g++-arm-linux-gnueabihf"
 
 missing=""
 for p in $APT_PKGS; do

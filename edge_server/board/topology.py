@@ -20,7 +20,7 @@ import platform
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from edge_server.board import arch as arch_mod
+from edge_common import elf as arch_mod
 from edge_server.board import clusters as clusters_mod
 from edge_server.board import isa as isa_mod
 from edge_server.board import naming

@@ -19,7 +19,8 @@ def _error(message: str) -> None:
 
 def probe_topology(root: Optional[str]) -> dict:
     from edge_server.board.topology import probe
-    return probe(root or "/")
+    from edge_server.session.toolchain import with_linker
+    return with_linker(probe(root or "/"))  # "linker": can .o/.tar uploads be linked here
 
 
 def main(argv: Sequence[str]) -> int:

@@ -86,7 +86,7 @@ def test_armhf_target_links_with_the_armhf_toolchain(tmp_path):
     if shutil.which("arm-linux-gnueabihf-gcc") is None:
         pytest.skip("arm-linux-gnueabihf-gcc not installed (apt-get install "
                     "gcc-arm-linux-gnueabihf)")
-    from edge_server.board import arch
+    from edge_common import elf as arch
     from host_client.kernels import build_matmul
 
     target = dict(expected("exynos5422-linux3.10")["tvm_target"], **{"num-cores": 1})

@@ -308,7 +308,7 @@ def test_any_tree_gives_a_document_or_a_probe_error(ncpus, per_cpu, global_files
 
 
 def test_live_arch_is_this_interpreter_elf_not_cpuinfo():
-    from edge_server.board import arch as arch_mod
+    from edge_common import elf as arch_mod
 
     doc = probe("/")
     own = arch_mod.read(sys.executable)

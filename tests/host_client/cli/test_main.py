@@ -229,7 +229,7 @@ def test_cross_board_without_cross_compiler_says_what_to_install(stack):
                        env={"PATH": "/nonexistent"})
     assert proc.returncode == 1
     line = one_line_error(proc)
-    assert "aarch64-linux-gnu-gcc" in line and "gcc-aarch64-linux-gnu" in line
+    assert "aarch64-linux-gnu-g++" in line and "apt-get install g++-aarch64-linux-gnu" in line
 
 
 def test_unknown_key(stack):
@@ -289,3 +289,33 @@ def test_commands_that_need_no_board_do_not_import_tvm(args):
                 if line.startswith("import time:")]
     assert "host_client.cli.main" in imported or "argparse" in imported
     assert not [m for m in imported if m == "tvm" or m.startswith("tvm.")], imported
+
+
+def test_bench_refuses_a_module_built_for_another_machine_in_one_line(stack, tmp_path):
+    stack.wait_free(RK)   # serves the rk3399 topology: it announces aarch64
+    kernel = build_matmul(24, {"kind": "llvm"}, str(tmp_path))
+    proc = edge_client("bench", kernel.path, "--tracker", stack.tracker, "--key", RK,
+                       "--modes", "little:1", "--arg", "24x24", "--arg", "24x24",
+                       "--arg", "24x24", "--quiet")
+    assert proc.returncode == 1
+    assert one_line_error(proc) == ("edge-client: error: matmul_24.so: built for x86-64, "
+                                    "board runs aarch64")
+
+
+def test_bench_links_a_tar_on_the_host_before_upload(stack, tmp_path):
+    import tvm
+    from tvm.support.tar import tar
+
+    from host_client.kernels import matmul_module
+
+    stack.wait_free(LOCAL)
+    archive = str(tmp_path / "matmul.tar")
+    tvm.compile(matmul_module(32), target=tvm.target.Target({"kind": "llvm"})).export_library(
+        archive, fcompile=tar)
+    proc = edge_client("bench", archive, "--tracker", stack.tracker, "--key", LOCAL,
+                       "--modes", "big:1", "--arg", "32x32", "--arg", "32x32", "--arg", "32x32",
+                       "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert result["correct"] is True and result["error"] is None
+    assert "matmul.tar.so" in stack.local.log()   # the board loaded what the host linked

@@ -1,4 +1,4 @@
-"""board/arch.py on real ELF headers: this interpreter, cross-built binaries, literal bytes."""
+"""edge_common/elf.py on real ELF headers: this interpreter, cross-built binaries, literal bytes."""
 import platform
 import shutil
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_server.board import arch
+from edge_common import elf as arch
 
 # The first 52 bytes of `arm-linux-gnueabihf-gcc -nostdlib -static` output
 # (readelf: "Flags: 0x5000400, Version5 EABI, hard-float ABI").
