@@ -117,8 +117,8 @@ def test_daemon_announces_its_linker_on_the_tracker(tmp_path):
         servers.append(procs.start_edge_server(tmp_path, tracker.port, key="withlink",
                                                name="withlink"))
         boards = {b.key: b for b in list_boards("127.0.0.1:%d" % tracker.port)}
-        assert boards["nolink"].topology["linker"] is None
-        assert boards["withlink"].topology["linker"] == find_linker()
+        assert boards["nolink"].topology.linker is None
+        assert boards["withlink"].topology.linker == find_linker()
     finally:
         for proc in servers + [tracker]:
             proc.stop()
