@@ -123,6 +123,9 @@ class ConditionsReader:
         self._cooling = _find_cooling(reader)
         self._has_rpi = reader.exists(RPI_THROTTLED)
 
+    def policy_names(self) -> List[str]:
+        return [p.name for _, p in self._policies]
+
     def snapshot(self) -> Snapshot:
         warnings: List[str] = []
         reader = Reader(self.root, warnings)

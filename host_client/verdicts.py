@@ -1,0 +1,90 @@
+"""Conditions and verdicts of an edge-server session, in Python.
+
+    with host_client.connect(tracker, key, thread_mode="big") as s:
+        timer = host_client.verdicts.time_evaluator(s, mod, "main", s.cpu(), number=10, repeat=3)
+        result, verdict = timer(*args)
+        if verdict.status != "VALID": print(verdict.line())
+
+`time_evaluator` takes the arguments of TVM's Module.time_evaluator and runs
+TVM's own evaluator between `edge.measure_begin` and `edge.measure_end`, at
+which the board snapshots its cores' clocks, temperatures and intruders;
+the verdict comes back with the times. `conditions(s)` is a
+snapshot now, `cooldown(s)` waits until the board is near idle temperature.
+"""
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+VALID, SUSPECT, UNKNOWN = "VALID", "SUSPECT", "UNKNOWN"
+
+
+class NoVerdicts(RuntimeError):
+    """The server is not an edge-server with verdicts (a stock TVM server, or an older one)."""
+
+
+@dataclass
+class Verdict:
+    status: str
+    reasons: list = field(default_factory=list)
+    unknown: list = field(default_factory=list)
+    facts: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "Verdict":
+        return cls(status=doc["status"], reasons=list(doc.get("reasons") or []),
+                   unknown=list(doc.get("unknown") or []), facts=dict(doc.get("facts") or {}))
+
+    def line(self) -> str:
+        why = self.reasons if self.status == SUSPECT else self.unknown
+        return self.status + (": " + "; ".join(why) if why else "")
+
+
+def _func(session, name: str):
+    try:
+        return session.get_function(name)
+    except (AttributeError, RuntimeError) as err:
+        raise NoVerdicts("the board has no %s (%s); run edge-server there for verdicts"
+                         % (name, str(err).splitlines()[0] if str(err) else type(err).__name__)) \
+            from None
+
+
+def time_evaluator(session, mod, func_name: str, dev, number: int = 10, repeat: int = 1,
+                   min_repeat_ms: int = 0, thresholds: Optional[dict] = None, **kwargs):
+    """Module.time_evaluator with a verdict: the returned function gives
+    (BenchmarkResult, Verdict). The board snapshots its cores just before
+    and just after TVM's own evaluator runs. thresholds: overrides of the
+    board's (e.g. {"max_rise_c": 3}); a bad one is refused by the board.
+    kwargs: the other arguments of Module.time_evaluator."""
+    feval = mod.time_evaluator(func_name, dev, number=number, repeat=repeat,
+                               min_repeat_ms=min_repeat_ms, **kwargs)
+    return measured(session, feval, thresholds)
+
+
+def measured(session, run, thresholds: Optional[dict] = None):
+    """Wrap any timed call `run(*args)` on the board: (its result, Verdict)."""
+    begin = _func(session, "edge.measure_begin")
+    end = _func(session, "edge.measure_end")
+    overrides = json.dumps(thresholds) if thresholds else ""
+
+    def timed(*args):
+        begin(overrides)
+        result = run(*args)
+        return result, Verdict.from_dict(json.loads(end()))
+    return timed
+
+
+def last_verdict(session) -> Optional[Verdict]:
+    doc = json.loads(_func(session, "edge.last_verdict")())
+    return Verdict.from_dict(doc) if doc else None
+
+
+def conditions(session) -> dict:
+    """{"summary": governors, clocks, temperatures; "snapshot": everything read;
+    "last_verdict": ...} of the session's cores, now."""
+    return json.loads(_func(session, "edge.conditions")())
+
+
+def cooldown(session, margin_c: float = -1, max_wait_s: float = -1) -> dict:
+    """Wait on the board until its hottest zone is within margin_c of idle, at
+    most max_wait_s (negative: the board's defaults); what happened."""
+    return json.loads(_func(session, "edge.cooldown")(float(margin_c), float(max_wait_s)))
