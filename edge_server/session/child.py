@@ -190,7 +190,8 @@ class PreparedSession:
     def thread_state(self) -> str:
         """edge.thread_state: the thread layout, the cores' conditions, the last verdict."""
         state = json.loads(self.modes.state())
-        state.update(self.measure.conditions())
+        cond = self.measure.conditions()
+        state["conditions"], state["last_verdict"] = cond["summary"], cond["last_verdict"]
         return json.dumps(state)
 
     def work_dir(self) -> WorkDir:

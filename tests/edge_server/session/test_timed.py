@@ -82,7 +82,7 @@ def test_zone_heats_past_its_trip_while_the_kernel_runs(session, kernel_so, boar
     # The last verdict and the conditions are in thread_state.
     state = session.state()
     assert state["last_verdict"]["status"] == "SUSPECT"
-    assert state["summary"]["temps_c"]["soc-thermal"] == 71.0
+    assert state["conditions"]["temps_c"]["soc-thermal"] == 71.0
     assert state["mode"] and state["cpus"] == HOST_CPUS
 
 
