@@ -12,7 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence, Tuple
 
+from edge_server.daemon import measure_config
 from edge_server.daemon.workroot import default_work_root
+from edge_server.session.timed import MeasureSettings
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
@@ -65,6 +67,7 @@ class Config:
     max_upload_bytes: int = 256 << 20
     max_disk_bytes: int = 1 << 30
     work_root: str = field(default_factory=default_work_root)
+    measure: MeasureSettings = MeasureSettings()   # verdicts, cooldown, --lock-clocks
 
     @property
     def tracker_text(self) -> Optional[str]:
@@ -137,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "$RUNTIME_DIRECTORY or $STATE_DIRECTORY from systemd, else "
                    "<tmp>/edge-server-<uid>)")
     p.add_argument("--verbose", action="store_true", help="debug logging")
+    measure_config.add_flags(p)
     return p
 
 
@@ -214,6 +218,11 @@ def parse_args(argv: Sequence[str], environ: Optional[Mapping[str, str]] = None)
                                          or any(c.isspace() for c in args.custom_addr)):
         raise ConfigError("--custom-addr %r is not a host name or address" % args.custom_addr)
     work_root = args.work_root or default_work_root(environ)
+    root = os.path.abspath(args.root) if args.root else None
+    try:
+        measure = measure_config.settings(args, root, os.path.abspath(work_root), environ)
+    except measure_config.MeasureConfigError as err:
+        raise ConfigError(str(err)) from None
     return Config(
         host=args.host, port=args.port, port_end=args.port_end, tracker=tracker, key=args.key,
         custom_addr=args.custom_addr, load_library=_libraries(args.load_library),
@@ -226,7 +235,7 @@ def parse_args(argv: Sequence[str], environ: Optional[Mapping[str, str]] = None)
         handshake_timeout=_seconds(args.handshake_timeout, "--handshake-timeout"),
         max_upload_bytes=parse_size(args.max_upload, "--max-upload"),
         max_disk_bytes=parse_size(args.max_disk, "--max-disk"),
-        work_root=os.path.abspath(work_root),
+        work_root=os.path.abspath(work_root), measure=measure,
     )
 
 

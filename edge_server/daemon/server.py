@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from edge_server.daemon.config import Config, ConfigError, check_default_mode
+from edge_server.daemon.measure_config import after_session, board_conditions
 from edge_server.daemon.handshake import (ClientHello, HandshakeError, HandshakeReader,
                                    SessionRequest, match, mismatch_reply, success_reply)
 from edge_server.session.ipc import ModeReporter, ModeReportReader
@@ -283,6 +284,7 @@ class Server:
         """The capabilities the tracker shows under "edge": the topology plus our default."""
         info = dict(self.topology)
         info["default_mode"] = self.default_mode
+        info["conditions"] = board_conditions(self.config.measure.root, self.topology)
         return info
 
     def _shutdown(self) -> None:
@@ -582,7 +584,8 @@ class Server:
                               load_library=self.config.load_library,
                               max_upload_bytes=self.config.max_upload_bytes,
                               max_disk_bytes=self.config.max_disk_bytes,
-                              fixture_root=self.config.root is not None)
+                              fixture_root=self.config.root is not None,
+                              measure=self.config.measure)
 
     def _start_session(self, peer: _Peer, request: SessionRequest) -> None:
         try:
@@ -930,6 +933,7 @@ class Server:
                 log.info("reaped orphan process %d (%s)", pid, describe_status(status))
 
     def _ended(self, s: _Session, status: int) -> None:
+        after_session(self.config.measure, s.pid)   # clocks it left locked, however it ended
         if s.reports is not None:         # what the child said before it went
             self._read_reports(s)
         if s.reports is not None:         # a grandchild still holds the pipe, or a flood

@@ -41,6 +41,10 @@ class MeasureSettings:
     lock_clocks: Optional[object] = None     # None, "max" or kHz
     state_dir: Optional[str] = None          # idle temperatures and clock-lock state files
 
+    def clock_dir(self) -> str:
+        """Where clock-lock state files go (the daemon restores from there)."""
+        return os.path.join(self.state_dir or ".", "clock-locks")
+
 
 class Measurements:
     """Conditions, verdicts, cooldown and clock lock of one session.
@@ -57,8 +61,7 @@ class Measurements:
         self.peer = "(not connected yet)"
         self.idle = IdleTemps(os.path.join(settings.state_dir, IDLE_FILE)
                               if settings.state_dir else None)
-        self.lock = (ClockLock(settings.root, os.path.join(settings.state_dir or ".",
-                                                           "clock-locks"), settings.lock_clocks)
+        self.lock = (ClockLock(settings.root, settings.clock_dir(), settings.lock_clocks)
                      if settings.lock_clocks else None)
 
     def reader(self) -> ConditionsReader:
@@ -70,7 +73,14 @@ class Measurements:
     def start(self, peer: str) -> None:
         """At serve(): the board was idle until this client came; note its temperatures."""
         self.peer = peer
-        self.idle.record(self.reader().snapshot())
+        snap = self.reader().snapshot()
+        self.idle.record(snap)
+        brief = summary(snap)
+        governors = ",".join(sorted({g for g in brief["governors"].values() if g})) or "none"
+        temps = " ".join("%s=%s" % kv for kv in brief["temps_c"].items()) or "none"
+        logger.info("session %s: cores %s, governor %s, temperatures %s", peer,
+                    ",".join(map(str, snap.cpus)), governors, temps,
+                    extra={"PEER": peer, "GOVERNOR": governors, "TEMPS_C": temps})
 
     def close(self) -> None:
         """At the session's end: give back locked clocks."""
@@ -117,7 +127,7 @@ class Measurements:
     def _log(self, verdict: Verdict) -> None:
         extra = {"PEER": self.peer, "VERDICT": verdict.status,
                  "VERDICT_REASONS": "; ".join(verdict.reasons or verdict.unknown)}
-        level = logging.WARNING if verdict.status == "SUSPECT" else logging.DEBUG
+        level = logging.WARNING if verdict.status == "SUSPECT" else logging.INFO
         logger.log(level, "session %s: measurement %s", self.peer, verdict.line(), extra=extra)
 
     def cooldown(self, margin_c: float, max_wait_s: float) -> dict:
