@@ -16,7 +16,6 @@ daemon left behind. Writing needs permission for exactly these files
 (deploy/tmpfiles.d/edge-server-clocks.conf); without it the daemon refuses
 --lock-clocks at start with a line that says which file and what to do.
 """
-import errno
 import json
 import logging
 import os
@@ -101,7 +100,8 @@ class ClockLock:
                                                          "its limits are unreadable"))
         khz = self._target(reader, rel, name)
         path = os.path.realpath(reader.path(rel))
-        _save_state(self.state_dir, name, {"owner": os.getpid(), "path": path, "saved": saved})
+        _save_state(self.state_dir, name, {"owner": os.getpid(), "started": _start_time(os.getpid()),
+                                           "path": path, "saved": saved})
         low = reader.text(rel + "/cpuinfo_min_freq") or saved["scaling_min_freq"]
         _write(path, "scaling_min_freq", low)
         _write(path, "scaling_max_freq", str(khz))
@@ -208,26 +208,38 @@ def restore_left_behind(state_dir: str, owner: Optional[int] = None) -> List[Tup
     done = []
     for name in names:
         path = os.path.join(state_dir, name)
-        pid = _owner(path)
+        pid, started = _owner(path)
         if owner is not None and pid != owner:
             continue
-        if owner is None and pid is not None and _alive(pid):
+        if owner is None and pid is not None and _alive(pid, started):
             continue
         done.append((path, restore_file(path)))
     return done
 
 
-def _owner(path: str) -> Optional[int]:
+def _owner(path: str) -> Tuple[Optional[int], Optional[int]]:
     try:
         with open(path) as f:
-            return int(json.load(f)["owner"])
+            state = json.load(f)
+        return int(state["owner"]), state.get("started")
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return None, None
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int) -> Optional[int]:
+    """Field 22 of /proc/PID/stat (start time in ticks since boot); None for a
+    zombie or a process that is gone. With the pid it names one process,
+    even after the pid is reused."""
     try:
-        os.kill(pid, 0)
-    except OSError as err:
-        return err.errno == errno.EPERM
-    return True
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    if not fields or fields[0] in ("Z", "X") or len(fields) < 20:
+        return None
+    return int(fields[19])
+
+
+def _alive(pid: int, started: Optional[int]) -> bool:
+    now = _start_time(pid)
+    return now is not None and (started is None or now == started)
