@@ -115,7 +115,9 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
                 thread_mode: str = "all", *, session_timeout: int = 30, priority: int = 1,
                 wait: Optional[float] = 120.0, evaluator_config=None, alloc_repeat: int = 1,
                 max_workers: Optional[int] = None, record: Optional[str] = None,
-                check: bool = True, preload: bool = True, **runner_kwargs):
+                check: bool = True, preload: bool = True, remeasure: Optional[int] = 2,
+                verdict_thresholds: Optional[dict] = None, verdict_record: Optional[str] = None,
+                **runner_kwargs):
     """An RPCRunner measuring every trial on a board of `key` in `thread_mode`.
 
     tracker/key default to TVM_TRACKER_HOST/PORT/KEY like MetaSchedule.
@@ -125,7 +127,13 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
     and the board's `topology` for `target_for(runner)`.
     preload: import TVM's tensor intrinsics now the fast way (see
     intrin_preload), which tune_tir would otherwise do the slow way.
+    remeasure: a trial the board calls SUSPECT (clock, heat, intruders; see
+    host_client.verdicts) is measured again after a cooldown up to this many
+    times, then recorded as a runner error with the reasons; None measures
+    without verdicts. verdict_thresholds overrides the board's thresholds;
+    verdict_record appends every attempt's verdict to a JSON-lines file.
     """
+    from host_client.verdicts import VerdictEvaluator
     from tvm.s_tir.meta_schedule.runner import RPCConfig, RPCRunner
 
     from host_client.intrin_preload import preload_tensor_intrin
@@ -141,7 +149,10 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
                              session_timeout_sec=session_timeout),
         evaluator_config=evaluator_config, alloc_repeat=alloc_repeat,
         f_create_session=EdgeSessionFactory(thread_mode, wait=wait, record=record),
-        f_alloc_argument=alloc_argument, f_cleanup=cleanup, max_workers=max_workers, **runner_kwargs)
+        f_alloc_argument=alloc_argument, f_cleanup=cleanup, max_workers=max_workers,
+        f_run_evaluator=runner_kwargs.pop("f_run_evaluator", None) or (
+            VerdictEvaluator(remeasure, thresholds=verdict_thresholds, record=verdict_record)
+            if remeasure is not None else None), **runner_kwargs)
     runner.thread_mode = thread_mode
     runner.topology = topology
     return runner

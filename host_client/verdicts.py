@@ -1,9 +1,9 @@
 """Conditions and verdicts of an edge-server session, in Python.
 
-    with host_client.connect(tracker, key, thread_mode="big") as s:
-        timer = host_client.verdicts.time_evaluator(s, mod, "main", s.cpu(), number=10, repeat=3)
-        result, verdict = timer(*args)
-        if verdict.status != "VALID": print(verdict.line())
+    s = host_client.connect(tracker, key, thread_mode="big")
+    timer = host_client.verdicts.time_evaluator(s, mod, "main", s.cpu(), number=10, repeat=3)
+    result, verdict = timer(*args)
+    if verdict.status != "VALID": print(verdict.line())
 
 `time_evaluator` takes the arguments of TVM's Module.time_evaluator and runs
 TVM's own evaluator between `edge.measure_begin` and `edge.measure_end`, at
@@ -88,3 +88,63 @@ def cooldown(session, margin_c: float = -1, max_wait_s: float = -1) -> dict:
     """Wait on the board until its hottest zone is within margin_c of idle, at
     most max_wait_s (negative: the board's defaults); what happened."""
     return json.loads(_func(session, "edge.cooldown")(float(margin_c), float(max_wait_s)))
+
+
+class SuspectMeasurement(RuntimeError):
+    """A trial measured SUSPECT every time; str() carries the board's reasons."""
+
+
+class VerdictEvaluator:
+    """f_run_evaluator for MetaSchedule's RPCRunner: measure like MetaSchedule
+    does (run_evaluator_common), between edge.measure_begin/measure_end, and
+    re-measure a SUSPECT trial after a cooldown up to `remeasure` times; then
+    raise SuspectMeasurement, which the runner records as the trial's error,
+    so a tuning log never holds a time taken while throttled or crowded.
+    UNKNOWN (a board without cpufreq or thermal zones) is kept: nothing
+    better can be had there. A stock server (no edge.*) is measured plainly.
+
+    Plain attributes only: RPCRunner pickles it into its worker processes.
+    record: optional JSON-lines file, one line per attempt with the verdict."""
+
+    def __init__(self, remeasure: int = 2, cooldown: bool = True, margin_c: float = -1,
+                 max_wait_s: float = -1, thresholds: Optional[dict] = None,
+                 record: Optional[str] = None):
+        self.remeasure, self.cooldown = remeasure, cooldown
+        self.margin_c, self.max_wait_s = margin_c, max_wait_s
+        self.thresholds, self.record = thresholds, record
+
+    def __call__(self, session, rt_mod, device, evaluator_config, repeated_args):
+        from tvm.s_tir.meta_schedule.runner.utils import run_evaluator_common
+
+        def run():
+            return run_evaluator_common(rt_mod, device, evaluator_config, repeated_args)
+        try:
+            timed = measured(session, run, self.thresholds)
+        except NoVerdicts:
+            return run()
+        seen = []
+        for attempt in range(self.remeasure + 1):
+            if attempt and self.cooldown:
+                cooldown(session, self.margin_c, self.max_wait_s)
+            costs, verdict = timed()
+            self._append(attempt, verdict)
+            if verdict.status != SUSPECT:
+                return costs
+            seen.append(verdict)
+        raise SuspectMeasurement("measured %d times, SUSPECT every time: %s"
+                                 % (len(seen), " | ".join("; ".join(v.reasons) for v in seen)))
+
+    def _append(self, attempt: int, verdict: Verdict) -> None:
+        if not self.record:
+            return
+        import os
+        line = json.dumps({"pid": os.getpid(), "attempt": attempt, "status": verdict.status,
+                           "reasons": verdict.reasons, "unknown": verdict.unknown})
+        fd = os.open(self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def __repr__(self) -> str:
+        return "VerdictEvaluator(remeasure=%d)" % self.remeasure
