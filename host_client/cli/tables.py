@@ -28,9 +28,10 @@ def boards_table(boards) -> str:
     for b in boards:
         rows.append([b.key, b.address, "edge" if b.edge else "stock",
                      "%d/%d" % (b.key_free, b.key_total), str(b.key_pending),
-                     b.describe_classes()])
-    return table(["KEY", "ADDRESS", "SERVER", "FREE", "PENDING", "CORE CLASSES"], rows,
-                 right=(3, 4))
+                     b.describe_classes(),
+                     conditions_text((b.topology or {}).get("conditions")) if b.edge else "-"])
+    return table(["KEY", "ADDRESS", "SERVER", "FREE", "PENDING", "CORE CLASSES",
+                  "AT REGISTRATION"], rows, right=(3, 4))
 
 
 def probe_text(board: str, topology: dict, state: Optional[dict], targets: dict) -> str:
@@ -57,6 +58,9 @@ def probe_text(board: str, topology: dict, state: Optional[dict], targets: dict)
     if state:
         lines.append("session   mode %s on cpus %s, %s threads" % (
             state.get("mode"), _cpus(state.get("cpus")), state.get("nthreads")))
+    cond = (state or {}).get("conditions") or topology.get("conditions")
+    if cond is not None:
+        lines.append("now       %s" % conditions_text(cond))
     for name, target in targets.items():
         lines.append("target    %s: %s" % (name, json.dumps(target, sort_keys=True)))
     for warning in topology.get("warnings") or []:
@@ -69,7 +73,7 @@ def bench_table(results, board, kernel_label: str) -> str:
     rows, notes = [], []
     for r in results:
         if r.error:
-            rows.append([r.mode, _cpus(r.cpus), "-", "-", "-", "-", "failed"])
+            rows.append([r.mode, _cpus(r.cpus), "-", "-", "-", "-", "failed", "-"])
             notes.append("%s: %s" % (r.mode, r.error))
             continue
         rel = baseline / r.mean_ms if baseline and r.mean_ms else None
@@ -77,12 +81,48 @@ def bench_table(results, board, kernel_label: str) -> str:
             notes.append("%s: the kernel's output differs from numpy's" % r.mode)
         rows.append([r.mode, _cpus(r.cpus), str(r.nthreads), "%.3f" % r.mean_ms,
                      "%.3f" % r.stddev_ms, "%.1f%%" % (100 * (r.cv or 0)),
-                     "%.2fx" % rel if rel else "-"])
+                     "%.2fx" % rel if rel else "-", verdict_cell(r.verdicts)])
+        notes += verdict_notes(r.mode, r.verdicts)
     head = "%s on %s (key %s), %s" % (kernel_label, board.address, board.key,
                                       describe_classes(board.topology or {}))
-    lines = [head, table(["MODE", "CPUS", "THREADS", "MEAN MS", "STDDEV MS", "CV", "SPEED"],
-                         rows, right=(2, 3, 4, 5, 6))]
+    lines = [head, table(["MODE", "CPUS", "THREADS", "MEAN MS", "STDDEV MS", "CV", "SPEED",
+                          "VERDICT"], rows, right=(2, 3, 4, 5, 6))]
     return "\n".join(lines + notes)
+
+
+def verdict_cell(verdicts) -> str:
+    """VALID, UNKNOWN or "SUSPECT 2/5": the worst of a row's sessions."""
+    seen = [v["status"] for v in verdicts]
+    worst = next((s for s in ("SUSPECT", "UNKNOWN", "VALID") if s in seen), None)
+    if worst is None:
+        return "-"
+    return "%s %d/%d" % (worst, seen.count(worst), len(seen)) if worst == "SUSPECT" else worst
+
+
+def verdict_notes(mode: str, verdicts) -> List[str]:
+    """The reasons under the table, each once per mode: SUSPECT's, else why UNKNOWN."""
+    out = []
+    for v in verdicts:
+        why = v.get("reasons") if v["status"] == "SUSPECT" else v.get("unknown")
+        for reason in why or []:
+            line = "%s: %s: %s" % (mode, v["status"], reason)
+            if line not in out:
+                out.append(line)
+    return out
+
+
+def conditions_text(cond: Optional[dict]) -> str:
+    """"schedutil 1416/1416 MHz, soc-thermal 45 °C": governors, clocks, temperatures."""
+    if not cond:
+        return "-"
+    parts = []
+    for name, gov in (cond.get("governors") or {}).items():
+        cur, top = (cond.get("cur_mhz") or {}).get(name), (cond.get("max_mhz") or {}).get(name)
+        parts.append("%s %s %s/%s MHz" % (name, gov or "?", cur or "?", top or "?"))
+    parts += ["%s %s °C" % (zone, t) for zone, t in (cond.get("temps_c") or {}).items()]
+    if cond.get("rpi_throttled") not in (None, "0x0"):
+        parts.append("throttled %s" % cond["rpi_throttled"])
+    return ", ".join(parts) or "no cpufreq, no thermal zones"
 
 
 def _cpus(cpus) -> str:

@@ -107,3 +107,30 @@ def test_tracker_shows_governors_and_temperatures(stack, hot):
                                                        "gpu-thermal": 43.0}
     assert board.topology["conditions"]["governors"] == {"policy0": "schedutil",
                                                          "policy4": "schedutil"}
+
+
+def test_bench_shows_the_verdict_column_and_reasons(stack, hot, tmp_path):
+    from host_client.kernels import build_matmul
+    from tests.host_client.cli.test_main import edge_client
+    hot.set_cur(0, 1008000)
+    # The fixture board says aarch64; the kernel is built for the machine that runs it.
+    kernel = build_matmul(32, {"kind": "llvm"}, str(tmp_path))
+    proc = edge_client("bench", kernel.path, "--tracker", stack.tracker, "--key", KEY,
+                       "--arg", "32x32", "--arg", "32x32", "--arg", "32x32", "--func", "matmul",
+                       "--modes", "cpus:0-1", "--repeat", 2, "--sessions", 2, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[1].split()[-1] == "VERDICT"
+    assert lines[3].split()[0] == "cpus:0-1" and lines[3].split()[-2:] == ["SUSPECT", "2/2"]
+    assert "cpus:0-1: SUSPECT: cpu0-1 ran at 1008 of 1416 MHz under schedutil" in lines[4:]
+    assert proc.stdout.count("ran at 1008") == 1       # once per mode, not per session
+
+
+def test_probe_shows_the_cores_now(stack, hot):
+    from tests.host_client.cli.test_main import edge_client
+    hot.set_temp(1, 52000)
+    proc = edge_client("probe", "--tracker", stack.tracker, "--key", KEY, "--mode", "cpus:0-1")
+    assert proc.returncode == 0, proc.stderr
+    now = next(line for line in proc.stdout.splitlines() if line.startswith("now "))
+    assert now.split(None, 1)[1] == ("policy0 schedutil 1416/1416 MHz, soc-thermal 45.0 °C, "
+                                     "gpu-thermal 52.0 °C")

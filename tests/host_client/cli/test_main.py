@@ -36,7 +36,10 @@ def test_list_shows_boards_keys_state_and_classes(stack):
     proc = edge_client("list", "--tracker", stack.tracker)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["KEY", "ADDRESS", "SERVER", "FREE", "PENDING", "CORE", "CLASSES"]
+    assert lines[0].split() == ["KEY", "ADDRESS", "SERVER", "FREE", "PENDING", "CORE", "CLASSES",
+                                "AT", "REGISTRATION"]
+    local_line = next(line for line in lines if line.startswith(LOCAL + " "))
+    assert local_line.endswith("no cpufreq, no thermal zones")   # this VM (issue 13)
     rk_line = next(line for line in lines if line.startswith(RK))
     assert "big 2×cortex-a72@1.8GHz, little 4×cortex-a53@1.42GHz" in rk_line
     assert "127.0.0.1:%d" % stack.rk3399.port in rk_line and " 1/1 " in rk_line
@@ -101,9 +104,10 @@ def test_bench_table_and_a_refused_mode(stack):
     assert proc.returncode == 3, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[1].split() == ["MODE", "CPUS", "THREADS", "MEAN", "MS", "STDDEV", "MS", "CV",
-                                "SPEED"]
-    assert lines[3].split()[0] == "big:1" and lines[3].split()[-1] == "1.00x"
-    assert lines[4].split()[0] == "big:7" and lines[4].split()[-1] == "failed"
+                                "SPEED", "VERDICT"]
+    assert lines[3].split()[0] == "big:1" and lines[3].split()[-2:] == ["1.00x", "UNKNOWN"]
+    assert lines[4].split()[0] == "big:7" and lines[4].split()[-2] == "failed"
+    assert "big:1: UNKNOWN: no cpufreq for cpu" in proc.stdout   # this VM has no cpufreq
     assert "7 big cores" in proc.stdout
     assert proc.stderr == ""
 
