@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from bench import benchlib as bl
-import mshooks
+from bench import mshooks
 
 NAME = "metaschedule"
 SIDES = ["stock", "edge", "stock-edge"]

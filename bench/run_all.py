@@ -48,7 +48,7 @@ def render_results(out_dir, outcomes=None) -> str:
     parts = [bl.RESULTS_HEADER.strip(), "", summary_section(data), "",
              time_section(data)]
     for name in SCRIPTS:
-        module = importlib.import_module(name)
+        module = importlib.import_module("bench." + name)
         start, end = bl._markers(name)
         if data[name] is None:
             outcome = outcomes.get(name)

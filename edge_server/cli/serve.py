@@ -37,7 +37,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         topology = probe_topology(config.root)
         default_mode = check_default_mode(config, topology)
-        at_start(config.measure)   # restore clocks a killed daemon left locked; check --lock-clocks
+        at_start(config)   # restore clocks a killed daemon left locked; check --lock-clocks
     except (ConfigError, MeasureConfigError) as err:
         _error(err)
         return 2
@@ -52,7 +52,8 @@ def main(argv: Sequence[str]) -> int:
     # Import TVM's runtime and the session code now, so forked children start warm.
     import tvm.rpc  # noqa: F401
     import edge_server.session.child  # noqa: F401
-    from edge_server.daemon.server import Server, ServerError
+    from edge_server.daemon.listener import ServerError
+    from edge_server.daemon.server import Server
     from edge_server.daemon.workroot import WorkRootError
 
     server = Server(config, topology, default_mode, probe=probe_topology)

@@ -10,7 +10,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Callable, Mapping, Optional, Sequence, Tuple
 
 from edge_server.daemon import measure_config
 from edge_server.daemon.workroot import default_work_root
@@ -19,10 +19,6 @@ from edge_server.session.timed import MeasureSettings
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-DEFAULT_PORT = 9090
-DEFAULT_PORT_END = 9199
-
 
 def parse_address(text: str) -> Tuple[str, int]:
     """"host:port" or "[v6]:port" -> (host, port); ValueError says what is wrong."""
@@ -46,102 +42,11 @@ class ConfigError(ValueError):
     """A bad setting; str() is one line for the terminal."""
 
 
-@dataclass(frozen=True)
-class Config:
-    host: str = "0.0.0.0"
-    port: int = DEFAULT_PORT
-    port_end: int = DEFAULT_PORT_END
-    tracker: Optional[Tuple[str, int]] = None
-    key: str = ""
-    custom_addr: Optional[str] = None
-    load_library: Tuple[str, ...] = ()
-    silent: bool = False
-    verbose: bool = False
-    no_fork: bool = False
-    default_mode: str = "all"
-    root: Optional[str] = None            # fixture topology root; None = this machine
-    allow: Tuple[ipaddress._BaseNetwork, ...] = ()   # empty = everyone
-    session_timeout_cap: Optional[float] = None
-    grace: float = 10.0
-    handshake_timeout: float = 5.0
-    max_upload_bytes: int = 256 << 20
-    max_disk_bytes: int = 1 << 30
-    work_root: str = field(default_factory=default_work_root)
-    measure: MeasureSettings = MeasureSettings()   # verdicts, cooldown, --lock-clocks
-
-    @property
-    def tracker_text(self) -> Optional[str]:
-        return "%s:%d" % self.tracker if self.tracker else None
-
-    def allows(self, ip: str) -> bool:
-        """Whether a peer address may get past accept(); IPv4-mapped IPv6 counts as IPv4."""
-        if not self.allow:
-            return True
-        try:
-            addr = ipaddress.ip_address(ip.split("%")[0])
-        except ValueError:
-            return False
-        mapped = getattr(addr, "ipv4_mapped", None)
-        if mapped is not None:
-            addr = mapped
-        return any(addr in net for net in self.allow)
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage and exiting."""
 
     def error(self, message):
         raise ConfigError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="edge-server", description=(
-        "TVM RPC server for ARM boards: registers with a TVM tracker with its CPU topology, "
-        "runs every session in its own process pinned to a thread mode. Flags are a superset "
-        "of `python -m tvm.exec.rpc_server`. `edge-server probe --help` for the topology probe."))
-    stock = p.add_argument_group("flags of python -m tvm.exec.rpc_server")
-    stock.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    stock.add_argument("--port", type=int, default=DEFAULT_PORT,
-                       help="first port to try (default %d)" % DEFAULT_PORT)
-    stock.add_argument("--port-end", type=int, default=DEFAULT_PORT_END,
-                       help="end of the port range, exclusive (default %d)" % DEFAULT_PORT_END)
-    stock.add_argument("--tracker", help="tracker address HOST:PORT, e.g. 10.0.0.2:9190")
-    stock.add_argument("--key", default="", help="device key clients request, e.g. rk3399 "
-                       "(letters, digits, '.', '_', '-'; required with --tracker)")
-    stock.add_argument("--custom-addr", help="address to report to the tracker instead of "
-                       "the one the tracker sees (for NAT or several interfaces)")
-    stock.add_argument("--load-library", help="colon-separated shared libraries every "
-                       "session loads first (RTLD_GLOBAL)")
-    stock.add_argument("--silent", action="store_true", help="log warnings and errors only")
-    stock.add_argument("--no-fork", action="store_true", help="accepted for compatibility; "
-                       "sessions are still forked children (the listener never initialises "
-                       "GPU compilers, so fork is safe, and a fresh process per session would "
-                       "cost 0.3 s each)")
-    p.add_argument("--default-mode", default="all", metavar="MODE",
-                   help="cores a session gets when the client never asks (default all; "
-                        "all | <class> | <class>:<n> | cpus:<list>)")
-    p.add_argument("--root", metavar="DIR", help="read the CPU topology from a fixture tree "
-                   "instead of / (tests and demos)")
-    p.add_argument("--allow", action="append", default=[], metavar="CIDR",
-                   help="only accept clients from this network (repeatable; default: anyone), "
-                        "e.g. --allow 10.0.0.0/24 --allow 127.0.0.1/32")
-    p.add_argument("--session-timeout-cap", type=float, metavar="SECONDS",
-                   help="longest a session may run, whatever the client asks (default: no cap)")
-    p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
-                   help="on SIGTERM, how long a running session may finish (default 10)")
-    p.add_argument("--handshake-timeout", type=float, default=5.0, metavar="SECONDS",
-                   help="close a connection that has not completed the RPC handshake "
-                        "by then (default 5)")
-    p.add_argument("--max-upload", default="256M", metavar="SIZE",
-                   help="largest file a client may upload (default 256M)")
-    p.add_argument("--max-disk", default="1G", metavar="SIZE",
-                   help="most disk one session's work dir may use (default 1G)")
-    p.add_argument("--work-root", metavar="DIR", help="where session work dirs go (default "
-                   "$RUNTIME_DIRECTORY or $STATE_DIRECTORY from systemd, else "
-                   "<tmp>/edge-server-<uid>)")
-    p.add_argument("--verbose", action="store_true", help="debug logging")
-    measure_config.add_flags(p)
-    return p
 
 
 def parse_size(text: str, flag: str) -> int:
@@ -163,18 +68,28 @@ def _seconds(value: Optional[float], flag: str, allow_zero: bool = False) -> Opt
     return value
 
 
-def _networks(texts: Sequence[str]) -> tuple:
+def _seconds_or_zero(value: Optional[float], flag: str) -> Optional[float]:
+    return _seconds(value, flag, allow_zero=True)
+
+
+def _port(value: int, flag: str) -> int:
+    if not 1 <= value <= 65535:
+        raise ConfigError("%s %d outside 1..65535" % (flag, value))
+    return value
+
+
+def _networks(texts: Sequence[str], flag: str = "--allow") -> tuple:
     nets = []
     for text in texts:
         try:
             nets.append(ipaddress.ip_network(text.strip(), strict=False))
         except ValueError:
-            raise ConfigError("--allow %r is not a network; use CIDR like 10.0.0.0/24 or an "
-                              "address like 192.168.1.5" % text) from None
+            raise ConfigError("%s %r is not a network; use CIDR like 10.0.0.0/24 or an "
+                              "address like 192.168.1.5" % (flag, text)) from None
     return tuple(nets)
 
 
-def _libraries(text: Optional[str]) -> Tuple[str, ...]:
+def _libraries(text: Optional[str], flag: str = "--load-library") -> Tuple[str, ...]:
     if not text:
         return ()
     paths = []
@@ -183,60 +98,202 @@ def _libraries(text: Optional[str]) -> Tuple[str, ...]:
             continue
         path = os.path.abspath(name)
         if not os.path.isfile(path):
-            raise ConfigError("--load-library %s: no such file (resolved to %s)" % (name, path))
+            raise ConfigError("%s %s: no such file (resolved to %s)" % (flag, name, path))
         paths.append(path)
     return tuple(paths)
 
 
+def _tracker(text: Optional[str], flag: str) -> Optional[Tuple[str, int]]:
+    if text is None:
+        return None
+    try:
+        return parse_address(text)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _key(text: str, flag: str) -> str:
+    if text and not KEY_RE.fullmatch(text):
+        raise ConfigError("%s %r: use only letters, digits, '.', '_' and '-' (a ':' breaks "
+                          "MetaSchedule and the tracker summary, spaces break the handshake)"
+                          % (flag, text))
+    return text
+
+
+def _custom_addr(text: Optional[str], flag: str) -> Optional[str]:
+    if text is not None and (not text.strip() or any(c.isspace() for c in text)):
+        raise ConfigError("%s %r is not a host name or address" % (flag, text))
+    return text
+
+
+def _mode_text(text: str, flag: str) -> str:
+    if not text.strip():
+        raise ConfigError("%s is empty; use all, big, little:2, cpus:0-3, ..." % flag)
+    return text.strip()
+
+
+def _root(text: Optional[str], flag: str) -> Optional[str]:
+    if text is None:
+        return None
+    if not os.path.isdir(text):
+        raise ConfigError("%s %s is not a directory (expected a fixture tree with sys/ "
+                          "and proc/)" % (flag, text))
+    return os.path.abspath(text)
+
+
+def _work_root(text: Optional[str], flag: str) -> Optional[str]:
+    return os.path.abspath(text) if text else None   # None: from the environment
+
+
+def _same(value, flag):
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, its default as typed on the command line, its help, and
+    the check that turns what was typed into the Config value (ConfigError if bad)."""
+    flag: str
+    field: str                        # the Config attribute it sets
+    default: object
+    help: str
+    check: Callable[[object, str], object] = _same
+    stock: bool = False               # a flag of python -m tvm.exec.rpc_server
+    type: Optional[type] = None
+    action: Optional[str] = None      # "store_true" | "append"
+    metavar: Optional[str] = None
+
+
+# The one table of the daemon's settings. A default shows in --help as "(default X)".
+OPTIONS: Tuple[Option, ...] = (
+    Option("--host", "host", "0.0.0.0", "address to listen on", stock=True),
+    Option("--port", "port", 9090, "first port to try", _port, stock=True, type=int),
+    Option("--port-end", "port_end", 9199, "end of the port range, exclusive", stock=True,
+           type=int),
+    Option("--tracker", "tracker", None, "tracker address HOST:PORT, e.g. 10.0.0.2:9190",
+           _tracker, stock=True),
+    Option("--key", "key", "", "device key clients request, e.g. rk3399 (letters, digits, "
+           "'.', '_', '-'; required with --tracker)", _key, stock=True),
+    Option("--custom-addr", "custom_addr", None, "address to report to the tracker instead "
+           "of the one the tracker sees (for NAT or several interfaces)", _custom_addr,
+           stock=True),
+    Option("--load-library", "load_library", None, "colon-separated shared libraries every "
+           "session loads first (RTLD_GLOBAL)", _libraries, stock=True),
+    Option("--silent", "silent", False, "log warnings and errors only", stock=True,
+           action="store_true"),
+    Option("--no-fork", "no_fork", False, "accepted for compatibility; sessions are still "
+           "forked children (the listener never initialises GPU compilers, so fork is safe, "
+           "and a fresh process per session would cost 0.3 s each)", stock=True,
+           action="store_true"),
+    Option("--default-mode", "default_mode", "all", "cores a session gets when the client "
+           "never asks (all | <class> | <class>:<n> | cpus:<list>)", _mode_text,
+           metavar="MODE"),
+    Option("--root", "root", None, "read the CPU topology from a fixture tree instead of / "
+           "(tests and demos)", _root, metavar="DIR"),
+    Option("--allow", "allow", (), "only accept clients from this network (repeatable; "
+           "default: anyone), e.g. --allow 10.0.0.0/24 --allow 127.0.0.1/32", _networks,
+           action="append", metavar="CIDR"),
+    Option("--session-timeout-cap", "session_timeout_cap", None, "longest a session may "
+           "run, whatever the client asks (default: no cap)", _seconds, type=float,
+           metavar="SECONDS"),
+    Option("--grace", "grace", 10.0, "on SIGTERM, how long a running session may finish",
+           _seconds_or_zero, type=float, metavar="SECONDS"),
+    Option("--handshake-timeout", "handshake_timeout", 5.0, "close a connection that has "
+           "not completed the RPC handshake by then", _seconds, type=float,
+           metavar="SECONDS"),
+    Option("--max-upload", "max_upload_bytes", "256M", "largest file a client may upload",
+           parse_size, metavar="SIZE"),
+    Option("--max-disk", "max_disk_bytes", "1G", "most disk one session's work dir may use",
+           parse_size, metavar="SIZE"),
+    Option("--work-root", "work_root", None, "where session work dirs go (default "
+           "$RUNTIME_DIRECTORY or $STATE_DIRECTORY from systemd, else "
+           "<tmp>/edge-server-<uid>)", _work_root, metavar="DIR"),
+    Option("--verbose", "verbose", False, "debug logging", action="store_true"),
+)
+_DEFAULTS = {o.field: o.check(o.default, o.flag) for o in OPTIONS if o.field != "work_root"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The daemon's settings; defaults from OPTIONS (parse_args is the way to make one)."""
+    host: str = _DEFAULTS["host"]
+    port: int = _DEFAULTS["port"]
+    port_end: int = _DEFAULTS["port_end"]
+    tracker: Optional[Tuple[str, int]] = _DEFAULTS["tracker"]
+    key: str = _DEFAULTS["key"]
+    custom_addr: Optional[str] = _DEFAULTS["custom_addr"]
+    load_library: Tuple[str, ...] = _DEFAULTS["load_library"]
+    silent: bool = _DEFAULTS["silent"]
+    verbose: bool = _DEFAULTS["verbose"]
+    no_fork: bool = _DEFAULTS["no_fork"]
+    default_mode: str = _DEFAULTS["default_mode"]
+    root: Optional[str] = _DEFAULTS["root"]            # fixture topology root; None = here
+    allow: Tuple[ipaddress._BaseNetwork, ...] = _DEFAULTS["allow"]   # empty = everyone
+    session_timeout_cap: Optional[float] = _DEFAULTS["session_timeout_cap"]
+    grace: float = _DEFAULTS["grace"]
+    handshake_timeout: float = _DEFAULTS["handshake_timeout"]
+    max_upload_bytes: int = _DEFAULTS["max_upload_bytes"]
+    max_disk_bytes: int = _DEFAULTS["max_disk_bytes"]
+    work_root: str = field(default_factory=default_work_root)
+    measure: MeasureSettings = MeasureSettings()   # --verdict-*, --cooldown-*, --lock-clocks
+
+    def allows(self, ip: str) -> bool:
+        """Whether a peer address may get past accept(); IPv4-mapped IPv6 counts as IPv4."""
+        if not self.allow:
+            return True
+        try:
+            addr = ipaddress.ip_address(ip.split("%")[0])
+        except ValueError:
+            return False
+        mapped = getattr(addr, "ipv4_mapped", None)
+        if mapped is not None:
+            addr = mapped
+        return any(addr in net for net in self.allow)
+
+
+def _help(option: Option) -> str:
+    value = option.default
+    if value in (None, False, "", ()):
+        return option.help
+    return option.help + " (default %s)" % ("%g" % value if isinstance(value, float) else value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="edge-server", description=(
+        "TVM RPC server for ARM boards: registers with a TVM tracker with its CPU topology, "
+        "runs every session in its own process pinned to a thread mode. Flags are a superset "
+        "of `python -m tvm.exec.rpc_server`. `edge-server probe --help` for the topology probe."))
+    stock = p.add_argument_group("flags of python -m tvm.exec.rpc_server")
+    for option in OPTIONS:
+        group = stock if option.stock else p
+        kwargs = {"dest": option.field, "help": _help(option)}
+        if option.action == "store_true":
+            kwargs.update(action="store_true")
+        elif option.action == "append":
+            kwargs.update(action="append", default=[], metavar=option.metavar)
+        else:
+            kwargs.update(default=option.default, type=option.type, metavar=option.metavar)
+        group.add_argument(option.flag, **kwargs)
+    measure_config.add_flags(p)   # their table: verdict.Thresholds' fields
+    return p
+
+
 def parse_args(argv: Sequence[str], environ: Optional[Mapping[str, str]] = None) -> Config:
     """argv -> Config, or ConfigError (one line). --help exits via SystemExit(0)."""
-    args = build_parser().parse_args(list(argv))
-    if not 1 <= args.port <= 65535:
-        raise ConfigError("--port %d outside 1..65535" % args.port)
-    if not args.port < args.port_end <= 65536:
+    args = vars(build_parser().parse_args(list(argv)))
+    values = {o.field: o.check(args[o.field], o.flag) for o in OPTIONS}
+    if not values["port"] < values["port_end"] <= 65536:
         raise ConfigError("--port-end %d must be above --port %d (the range is [port, port-end))"
-                          % (args.port_end, args.port))
-    tracker = None
-    if args.tracker is not None:
-        try:
-            tracker = parse_address(args.tracker)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        if not args.key:
-            raise ConfigError("--tracker needs --key: the device key clients will request "
-                              "(e.g. --key rk3399)")
-    if args.key and not KEY_RE.fullmatch(args.key):
-        raise ConfigError("--key %r: use only letters, digits, '.', '_' and '-' (a ':' breaks "
-                          "MetaSchedule and the tracker summary, spaces break the handshake)"
-                          % args.key)
-    if args.root is not None and not os.path.isdir(args.root):
-        raise ConfigError("--root %s is not a directory (expected a fixture tree with sys/ "
-                          "and proc/)" % args.root)
-    if not args.default_mode.strip():
-        raise ConfigError("--default-mode is empty; use all, big, little:2, cpus:0-3, ...")
-    if args.custom_addr is not None and (not args.custom_addr.strip()
-                                         or any(c.isspace() for c in args.custom_addr)):
-        raise ConfigError("--custom-addr %r is not a host name or address" % args.custom_addr)
-    work_root = args.work_root or default_work_root(environ)
-    root = os.path.abspath(args.root) if args.root else None
+                          % (values["port_end"], values["port"]))
+    if values["tracker"] is not None and not values["key"]:
+        raise ConfigError("--tracker needs --key: the device key clients will request "
+                          "(e.g. --key rk3399)")
+    values["work_root"] = os.path.abspath(values["work_root"] or default_work_root(environ))
     try:
-        measure = measure_config.settings(args, root, os.path.abspath(work_root), environ)
+        values["measure"] = measure_config.settings(args, values["root"], environ)
     except measure_config.MeasureConfigError as err:
         raise ConfigError(str(err)) from None
-    return Config(
-        host=args.host, port=args.port, port_end=args.port_end, tracker=tracker, key=args.key,
-        custom_addr=args.custom_addr, load_library=_libraries(args.load_library),
-        silent=args.silent, verbose=args.verbose, no_fork=args.no_fork,
-        default_mode=args.default_mode.strip(),
-        root=os.path.abspath(args.root) if args.root else None,
-        allow=_networks(args.allow),
-        session_timeout_cap=_seconds(args.session_timeout_cap, "--session-timeout-cap"),
-        grace=_seconds(args.grace, "--grace", allow_zero=True),
-        handshake_timeout=_seconds(args.handshake_timeout, "--handshake-timeout"),
-        max_upload_bytes=parse_size(args.max_upload, "--max-upload"),
-        max_disk_bytes=parse_size(args.max_disk, "--max-disk"),
-        work_root=os.path.abspath(work_root), measure=measure,
-    )
+    return Config(**values)
 
 
 def check_default_mode(config: Config, topology: dict) -> str:

@@ -141,9 +141,3 @@ def success_reply(server_key: str) -> bytes:
 
 def mismatch_reply() -> bytes:
     return _INT.pack(RPC_CODE_MISMATCH)
-
-
-def client_hello_bytes(key: str) -> bytes:
-    """What a client sends (tests and probes use it)."""
-    body = key.encode("utf-8")
-    return _INT.pack(RPC_MAGIC) + _INT.pack(len(body)) + body

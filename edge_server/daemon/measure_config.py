@@ -7,6 +7,7 @@ clock lock's safety net: it refuses --lock-clocks at start where the clocks
 cannot be written, restores what a SIGKILLed daemon's sessions left locked,
 and restores after every session it reaps.
 """
+import argparse
 import dataclasses
 import logging
 import math
@@ -60,10 +61,12 @@ def add_flags(parser) -> None:
                             "$STATE_DIRECTORY, else the work root); must survive a restart")
 
 
-def settings(args, root: Optional[str], work_root: str,
+def settings(args: dict, root: Optional[str],
              environ: Optional[Mapping[str, str]] = None) -> MeasureSettings:
-    """Parsed args -> MeasureSettings, or MeasureConfigError saying what works."""
+    """Parsed args (vars() of the namespace) -> MeasureSettings, or
+    MeasureConfigError saying what works."""
     env = os.environ if environ is None else environ
+    args = argparse.Namespace(**args)
     values = {}
     for f in dataclasses.fields(Thresholds):
         value = getattr(args, "verdict_" + f.name)
@@ -82,16 +85,25 @@ def settings(args, root: Optional[str], work_root: str,
             lock = parse_lock(args.lock_clocks)
         except ValueError as err:
             raise MeasureConfigError(str(err)) from None
-    state_dir = args.clock_state or env.get("STATE_DIRECTORY", "").split(":")[0] or work_root
+    state_dir = args.clock_state or env.get("STATE_DIRECTORY", "").split(":")[0] or None
     return MeasureSettings(root=root or "/", thresholds=Thresholds(**values),
                            cooldown_margin_c=args.cooldown_margin,
                            cooldown_max_wait_s=args.cooldown_max_wait, lock_clocks=lock,
-                           state_dir=os.path.abspath(state_dir))
+                           state_dir=os.path.abspath(state_dir) if state_dir else None)
 
 
-def at_start(measure: MeasureSettings) -> None:
+def resolved(config) -> MeasureSettings:
+    """The daemon's MeasureSettings with the state dir settled: --clock-state,
+    else $STATE_DIRECTORY, else the work root."""
+    measure = config.measure
+    return measure if measure.state_dir else dataclasses.replace(
+        measure, state_dir=config.work_root)
+
+
+def at_start(config) -> None:
     """Before the daemon serves: put back what a killed daemon's sessions left
     locked, then refuse --lock-clocks (MeasureConfigError) where it cannot work."""
+    measure = resolved(config)
     for path, errors in restore_left_behind(measure.clock_dir()):
         if not errors:
             log.warning("restored clocks a previous daemon left locked (%s)", path)
@@ -102,8 +114,18 @@ def at_start(measure: MeasureSettings) -> None:
             raise MeasureConfigError(str(err)) from None
 
 
-def after_session(measure: MeasureSettings, pid: int) -> None:
+def at_stop(config) -> None:
+    """The daemon stops: restore whatever a session whose process is gone left locked."""
+    measure = resolved(config)
+    if measure.lock_clocks is not None:
+        for path, errors in restore_left_behind(measure.clock_dir()):
+            if not errors:
+                log.warning("restored clocks at stop (%s)", path)
+
+
+def after_session(config, pid: int) -> None:
     """A session process is gone, however it ended: restore what it left locked."""
+    measure = resolved(config)
     if measure.lock_clocks is not None:
         for path, errors in restore_left_behind(measure.clock_dir(), owner=pid):
             if not errors:

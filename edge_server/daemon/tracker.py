@@ -86,13 +86,15 @@ class Backoff:
         self._next = self.first
 
 
-class TrackerLink:
+class TrackerRegistration:
     """Registration of one server with one tracker; never blocks, never gives up.
 
-    The server calls `events()`/`fileno()` to poll, `on_events()` when the socket
-    is ready, and `tick()` every loop turn; it says `set_idle(True)` when it can
-    take a session (the link then keeps a matchkey in the tracker's free queue)
-    and `session_started()` when a client used the matchkey.
+    The server polls `fileno()` (for writing too while `wants_write()`), calls
+    `on_events()` when the socket is ready and `tick()` every loop turn; it says
+    `set_idle(True)` when it can take a session (the registration then keeps a
+    matchkey in the tracker's free queue) and `session_started()` when a client
+    used the matchkey. (Not host_client.tracker.TrackerLink: that one is the
+    host's blocking request/reply client.)
     """
 
     def __init__(self, addr: Tuple[str, int], key: str, port: int,
@@ -123,7 +125,6 @@ class TrackerLink:
         self.matchkey: Optional[str] = None      # the key clients must present
         self.attempts = 0                         # failures since the last success
         self.last_error: Optional[str] = None
-        self.messages_sent = 0
         self._ever_registered = False
 
     # ---- what the server asks -------------------------------------------------
@@ -339,7 +340,6 @@ class TrackerLink:
     def _send(self, value, what: str, handler: Callable[[object], None]) -> None:
         self._replies.append((what, handler, self._clock() + REPLY_TIMEOUT))
         self._raw_send(encode_message(value))
-        self.messages_sent += 1
 
     def _raw_send(self, frame: bytes) -> None:
         """Queue a frame and write it in one send() when nothing is queued before it."""

@@ -138,13 +138,6 @@ class WorkRoot:
                 pass
             self._lock_fd = None
 
-    def leftovers(self) -> List[str]:
-        """Session dirs still present (accounting: should be none between sessions)."""
-        try:
-            return sorted(os.listdir(self.own_dir))
-        except OSError:
-            return []
-
     def close(self) -> None:
         """Remove our directory and lock (clean shutdown)."""
         remove_tree(self.own_dir)

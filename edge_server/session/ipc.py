@@ -1,4 +1,15 @@
-"""The session child's effective thread mode, told to the daemon over a pipe.
+"""The two channels between the daemon and a session child, and their formats.
+
+1. The hand-off (daemon -> spare): a spare is a child forked before its
+   client arrives. It waits on a SOCK_SEQPACKET socketpair for either
+   `prepare` (no client is measuring now: build TVM's pool and pin the
+   default mode) or the hand-off: one message with the client's socket as
+   SCM_RIGHTS and a JSON object {"work_dir": ..., "peer": ...}. An empty
+   message (the daemon closed its end) means it was retired.
+
+2. The mode reports (child -> daemon), below.
+
+The session child's effective thread mode, told to the daemon over a pipe.
 
 The daemon decides the default mode, but the client changes it inside the
 child (edge.set_thread_mode), so without a word from the child the daemon's
@@ -16,13 +27,51 @@ line when the child dies in the middle of it. One write of a line shorter
 than PIPE_BUF is atomic, so an honest child never produces a torn line.
 """
 import errno
+import json
 import os
 import re
-from typing import List, Optional
+import socket
+from typing import List, Optional, Tuple
 
 MAX_LINE = 300            # "mode " + a mode of at most 256 characters + newline, with room
 MAX_READ_PER_TURN = 16    # reads of 4 KiB: a flooding child cannot hold the daemon's loop
 _MODE = re.compile(r"[A-Za-z0-9:,._-]{1,256}")
+
+PREPARE = b"prepare"      # daemon -> spare: set up now, no client is in a session
+MAX_HANDOFF = 65536       # bytes of one hand-off message
+HANDOFF_TIMEOUT = 1.0     # s the daemon waits to hand a socket over before forking instead
+
+
+def handoff_message(work_dir: str, peer: str) -> bytes:
+    """The hand-off's JSON part: where the session works and who its client is."""
+    return json.dumps({"work_dir": work_dir, "peer": peer}).encode("utf-8")
+
+
+def parse_handoff(msg: bytes) -> Tuple[str, str]:
+    """handoff_message() -> (work_dir, peer); ValueError naming what is wrong."""
+    try:
+        info = json.loads(msg.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ValueError("hand-off message is not UTF-8 JSON: %s" % err) from None
+    if not isinstance(info, dict):
+        raise ValueError("hand-off message is %s, expected a JSON object"
+                         % type(info).__name__)
+    work_dir, peer = info.get("work_dir"), info.get("peer")
+    if not isinstance(work_dir, str) or not work_dir or not isinstance(peer, str):
+        raise ValueError("hand-off message needs a non-empty string work_dir and a string "
+                         "peer, got %.100r" % (info,))
+    return work_dir, peer
+
+
+def hand_off(channel: socket.socket, conn: socket.socket, work_dir: str, peer: str) -> None:
+    """Daemon side: pass the client's socket to the spare (OSError if it cannot take it)."""
+    channel.settimeout(HANDOFF_TIMEOUT)
+    socket.send_fds(channel, [handoff_message(work_dir, peer)], [conn.fileno()])
+
+
+def tell_prepare(channel: socket.socket) -> None:
+    """Daemon side: no client is measuring now, so the spare may set up (never blocks)."""
+    channel.send(PREPARE, socket.MSG_DONTWAIT)
 
 
 class ModeReporter:

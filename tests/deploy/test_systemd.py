@@ -96,7 +96,7 @@ class Container:
     def client(self, *args, timeout=180, background=False):
         """Our TVM client in the container's network namespace (host filesystem)."""
         argv = ["nsenter", "-t", str(self.leader), "-n", sys.executable,
-                str(HERE / "ct_client.py"), *map(str, args)]
+                str(procs.REPO / "tests" / "support" / "ct_client.py"), *map(str, args)]
         env = {"TVM_USE_RUNTIME_LIB": "1"}
         if background:
             return procs.Proc(argv, self.base / ("client-%d.log" % time.time_ns()), env=env)

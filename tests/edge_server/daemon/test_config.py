@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from tests.support import procs
-from edge_server.daemon.config import (Config, ConfigError, check_default_mode, parse_address,
-                                parse_args, parse_size)
+from edge_server.daemon.config import (OPTIONS, Config, ConfigError, build_parser,
+                                       check_default_mode, parse_address, parse_args, parse_size)
 from edge_server.board.topology import probe
 
 RK3399 = str(procs.FIXTURES / "rk3399")
@@ -44,6 +44,20 @@ def test_all_flags(tmp_path):
     assert config.allows("10.0.0.200") and config.allows("127.0.0.1")
     assert config.allows("::ffff:10.0.0.5")            # IPv4-mapped peer on a :: listener
     assert not config.allows("10.0.1.1") and not config.allows("::1")
+
+
+def test_one_table_gives_the_flags_the_help_and_the_config_defaults(tmp_path):
+    parsed = parse_args(["--work-root", str(tmp_path)])
+    built = Config(work_root=str(tmp_path))
+    assert parsed == built
+    help_text = " ".join(build_parser().format_help().split())
+    for option in OPTIONS:
+        assert option.flag in help_text
+        assert hasattr(built, option.field)
+    assert "(default 9090)" in help_text and "(default 10)" in help_text
+    assert "(default 256M)" in help_text and built.max_upload_bytes == 256 << 20
+    fields = [o.field for o in OPTIONS]
+    assert len(fields) == len(set(fields))
 
 
 def test_config_is_frozen():

@@ -3,8 +3,14 @@ import struct
 import pytest
 from tvm.rpc.base import RPC_CODE_MISMATCH, RPC_CODE_SUCCESS, RPC_MAGIC
 
-from edge_server.daemon.handshake import (MAX_KEY_BYTES, ClientHello, HandshakeError, HandshakeReader,
-                                   client_hello_bytes, match, mismatch_reply, success_reply)
+from edge_server.daemon.handshake import (MAX_KEY_BYTES, ClientHello, HandshakeError,
+                                          HandshakeReader, match, mismatch_reply, success_reply)
+
+
+def client_hello_bytes(key: str) -> bytes:
+    """What a TVM client sends first: magic, key length, key (tvm/rpc/client.py)."""
+    body = key.encode("utf-8")
+    return struct.pack("<ii", RPC_MAGIC, len(body)) + body
 
 
 def feed_all(data: bytes, step: int = 1000):

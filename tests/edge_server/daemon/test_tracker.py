@@ -12,12 +12,12 @@ from tvm.rpc.base import RPC_TRACKER_MAGIC, TrackerCode
 
 from tests.support import procs
 from edge_server.daemon import tracker as tracker_mod
-from edge_server.daemon.tracker import Backoff, FrameDecoder, TrackerLink, encode_message
+from edge_server.daemon.tracker import Backoff, FrameDecoder, TrackerRegistration, encode_message
 
 EDGE = {"schema": 1, "arch": "x86_64", "classes": [{"name": "big", "cpus": [0, 1]}]}
 
 
-def drive(link: TrackerLink, until, timeout: float = 15.0) -> None:
+def drive(link: TrackerRegistration, until, timeout: float = 15.0) -> None:
     """Run the link the way the server's loop does until `until()` holds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -38,7 +38,7 @@ def drive(link: TrackerLink, until, timeout: float = 15.0) -> None:
 
 
 def make_link(port, key="link-test", server_port=9999, **kw):
-    link = TrackerLink((procs.HOST, port), key, server_port, None, EDGE, **kw)
+    link = TrackerRegistration((procs.HOST, port), key, server_port, None, EDGE, **kw)
     link.set_idle(True)
     return link
 

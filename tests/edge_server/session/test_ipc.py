@@ -1,12 +1,19 @@
-"""The effective-mode pipe between a session child and the daemon, on real pipes:
-what an honest child writes arrives, whatever a hostile one writes is dropped
-without blocking or growing the reader."""
+"""The two channels between the daemon and a session child, on real pipes and
+sockets. Mode reports: what an honest child writes arrives, whatever a hostile
+one writes is dropped without blocking or growing the reader. Hand-off: the
+client's socket and its JSON arrive in the spare, a bad message says what is
+wrong."""
+import json
 import os
+import socket
 
 import pytest
+from hypothesis import given, strategies as st
 
-from edge_server.session.ipc import (MAX_LINE, MAX_READ_PER_TURN, ModeReporter,
-                                    ModeReportReader, parse_end, parse_line)
+from edge_server.session.ipc import (MAX_HANDOFF, MAX_LINE, MAX_READ_PER_TURN, PREPARE,
+                                     ModeReporter, ModeReportReader, hand_off,
+                                     handoff_message, parse_end, parse_handoff, parse_line,
+                                     tell_prepare)
 
 
 @pytest.fixture
@@ -142,3 +149,45 @@ def test_the_last_word_carries_the_exit_code(pipe):
                                         (b"end \xd9\xa1", None), (b"END 0", None)])
 def test_end_lines(line, code):
     assert parse_end(line) == code
+
+
+@given(st.text(min_size=1, max_size=200), st.text(max_size=80))
+def test_handoff_message_round_trips_any_work_dir_and_peer(work_dir, peer):
+    msg = handoff_message(work_dir, peer)
+    assert parse_handoff(msg) == (work_dir, peer)
+
+
+@given(st.binary(max_size=300))
+def test_handoff_junk_is_a_value_error_never_a_crash(data):
+    try:
+        work_dir, peer = parse_handoff(data)
+    except ValueError as err:
+        assert "hand-off message" in str(err)
+    else:
+        assert isinstance(work_dir, str) and work_dir and isinstance(peer, str)
+
+
+@pytest.mark.parametrize("msg, why", [
+    (b"\xff\xfe", "not UTF-8 JSON"),
+    (b"[1, 2]", "is list, expected a JSON object"),
+    (json.dumps({"peer": "a:1"}).encode(), "non-empty string work_dir"),
+    (json.dumps({"work_dir": "", "peer": "a:1"}).encode(), "non-empty string work_dir"),
+    (json.dumps({"work_dir": "/w", "peer": 5}).encode(), "string peer"),
+])
+def test_handoff_errors_say_what_is_wrong(msg, why):
+    with pytest.raises(ValueError, match=why):
+        parse_handoff(msg)
+
+
+def test_prepare_then_the_clients_socket_arrive_in_the_spare():
+    daemon_end, spare_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    client, server = socket.socketpair()
+    with daemon_end, spare_end, client, server:
+        tell_prepare(daemon_end)
+        hand_off(daemon_end, server, "/run/edge/s1", "10.0.0.9:4000")
+        assert spare_end.recv(MAX_HANDOFF) == PREPARE
+        msg, fds, _, _ = socket.recv_fds(spare_end, MAX_HANDOFF, 1)
+        assert parse_handoff(msg) == ("/run/edge/s1", "10.0.0.9:4000")
+        with socket.socket(fileno=fds[0]) as passed:
+            passed.sendall(b"hello")           # the very connection the client holds
+            assert client.recv(5) == b"hello"
