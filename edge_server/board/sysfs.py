@@ -16,6 +16,7 @@ from edge_common.cpulist import CpuListError, parse_cpulist
 # it is (and /proc/cpuinfo on a 256-CPU server is ~400 kB).
 MAX_READ_BYTES = 4 * 1024 * 1024
 _SHOWN_VALUE_CHARS = 60
+_CHUNK = 64 * 1024
 
 
 class Reader:
@@ -58,8 +59,7 @@ class Reader:
         """
         path = self.path(relpath)
         try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_READ_BYTES + 1)
+            data = _read_bounded(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -96,6 +96,24 @@ class Reader:
             self.warnings.append("%s: %s is not a CPU list (%s); ignored"
                                  % (self.shown_path(relpath), _shown(text), exc))
             return None
+
+
+def _read_bounded(path: str) -> bytes:
+    """Up to MAX_READ_BYTES + 1 bytes with plain os.read: a sysfs value comes
+    in one read, and this is the hot path of every measurement's verdict
+    (issue 13), where a buffered open and a 4 MB read buffer cost ~0.1 ms a file."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks, total = [], 0
+        while total <= MAX_READ_BYTES:
+            chunk = os.read(fd, _CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def read_text(root: str, relpath: str, warnings: List[str]) -> Optional[str]:
