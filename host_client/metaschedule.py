@@ -55,15 +55,19 @@ class EdgeSessionFactory:
                            "mode": self.thread_mode, "thread_state": session.thread_state,
                            "create_ms": round(total_ms, 3),
                            "timings_ms": {k: round(v, 3) for k, v in session.timings_ms.items()}})
-        # One write with O_APPEND: lines from parallel workers never interleave.
-        fd = os.open(self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
+        append_line(self.record, line)
 
     def __repr__(self) -> str:
         return "EdgeSessionFactory(thread_mode=%r)" % self.thread_mode
+
+
+def append_line(path: str, line: str) -> None:
+    """One write with O_APPEND: lines from parallel runner workers never interleave."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def alloc_argument(session, device, args_info, alloc_repeat):

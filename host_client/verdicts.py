@@ -138,13 +138,10 @@ class VerdictEvaluator:
         if not self.record:
             return
         import os
-        line = json.dumps({"pid": os.getpid(), "attempt": attempt, "status": verdict.status,
-                           "reasons": verdict.reasons, "unknown": verdict.unknown})
-        fd = os.open(self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
+        from host_client.metaschedule import append_line
+        append_line(self.record, json.dumps({
+            "pid": os.getpid(), "attempt": attempt, "status": verdict.status,
+            "reasons": verdict.reasons, "unknown": verdict.unknown}))
 
     def __repr__(self) -> str:
         return "VerdictEvaluator(remeasure=%d)" % self.remeasure

@@ -51,11 +51,13 @@ class IdleTemps:
                 for k, v in data.items() if isinstance(v, list)}
 
     def record(self, snap: Snapshot) -> None:
-        for zone in snap.zones:
-            if zone.temp_mc is not None:
-                self.readings.setdefault(zone.type, []).append(zone.temp_mc)
-                self.readings[zone.type] = self.readings[zone.type][-KEEP:]
-        if self.path:
+        """Add this session's start readings; a board without thermal zones
+        writes nothing (and leaves no file in the state dir)."""
+        read = [z for z in snap.zones if z.temp_mc is not None]
+        for zone in read:
+            self.readings.setdefault(zone.type, []).append(zone.temp_mc)
+            self.readings[zone.type] = self.readings[zone.type][-KEEP:]
+        if self.path and read:
             self._save()
 
     def _save(self) -> None:
