@@ -180,3 +180,17 @@ def test_lock_clocks_refused_on_this_machine(tmp_path):
     assert out.returncode == 2
     assert "--lock-clocks: no cpufreq policies under /sys/devices/system/cpu/cpufreq" \
         in out.stderr
+
+
+def test_daemon_stop_restores_a_session_still_locked(tmp_path):
+    from tvm import rpc
+    board = fixture_board(tmp_path)
+    server = start(tmp_path, board, "--grace", "1")
+    remote = rpc.connect(procs.HOST, server.port, "lock-key")
+    begin(remote)
+    assert settings(board, 0)["scaling_governor"] == "performance"
+    server.signal(signal.SIGTERM)            # the client stays: the grace runs out
+    assert server.wait(30) == 0
+    assert settings(board, 0) == dict(ORIGINAL, scaling_max_freq="1416000")
+    assert not (tmp_path / "state/clock-locks/clock-lock-policy0.json").exists()
+    del remote
