@@ -216,12 +216,22 @@ def is_cpu_cooling(kind: str) -> bool:
 
 def _read_policy(reader: Reader, base: str, static: Policy) -> Policy:
     return Policy(name=static.name, cpus=static.cpus, max_khz=static.max_khz,
-                  cur_khz=reader.integer(base + "/scaling_cur_freq"),
+                  cur_khz=_first(reader, base, ("scaling_cur_freq", "cpuinfo_cur_freq")),
                   cap_khz=reader.integer(base + "/scaling_max_freq"),
                   governor=reader.text(base + "/scaling_governor"),
                   time_in_state=_parsed(reader, base + "/stats/time_in_state",
                                         parse_time_in_state),
                   total_trans=reader.integer(base + "/stats/total_trans"))
+
+
+def _first(reader: Reader, base: str, names) -> Optional[int]:
+    """The first of `names` that exists: scaling_cur_freq (what the governor
+    set, readable by anyone), else cpuinfo_cur_freq (read from the hardware,
+    often root-only; drivers without scaling_cur_freq still have it)."""
+    for name in names:
+        if reader.exists(base + "/" + name):
+            return reader.integer(base + "/" + name)
+    return None
 
 
 def _read_zone(reader: Reader, static: Zone) -> Zone:

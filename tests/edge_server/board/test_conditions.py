@@ -142,3 +142,10 @@ def test_parsers_name_what_is_wrong():
     with pytest.raises(ValueError, match="not a count"):
         parse_field("nonvoluntary_ctxt_switches:\t-3\n", "nonvoluntary_ctxt_switches")
     assert parse_field("Name:\tx\n", "nonvoluntary_ctxt_switches") is None
+
+
+def test_cpuinfo_cur_freq_when_there_is_no_scaling_cur_freq(tmp_path):
+    board = rk3399_conditions(tmp_path)
+    (board.policy(4) / "scaling_cur_freq").unlink()
+    (board.policy(4) / "cpuinfo_cur_freq").write_text("1608000\n")
+    assert ConditionsReader(str(tmp_path), [4]).snapshot().policies[0].cur_khz == 1608000
