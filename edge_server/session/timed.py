@@ -23,12 +23,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from edge_server.board.conditions import ConditionsReader, Snapshot, summary
+from edge_server.board.conditions import ConditionsReader, summary
 from edge_server.session.clocks import ClockLock
 from edge_server.session.cooldown import IDLE_FILE, IdleTemps, wait_until_cool
 from edge_server.session.verdict import Thresholds, Verdict, evaluate
 
 logger = logging.getLogger("edge_server.session.timed")
+MAX_READERS = 16
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,15 @@ class Measurements:
                               if settings.state_dir else None)
         self.lock = (ClockLock(settings.root, settings.clock_dir(), settings.lock_clocks)
                      if settings.lock_clocks else None)
+        self.reader()   # the static discovery now, in the spare, before a client waits
 
     def reader(self) -> ConditionsReader:
+        """The reader for the session's cores now; one per core set, a bounded few
+        (a client cycling through endless cpus: lists must not grow the session)."""
         key = tuple(self._cpus())
         if key not in self._readers:
+            if len(self._readers) >= MAX_READERS:
+                self._readers.clear()
             self._readers[key] = ConditionsReader(self.settings.root, list(key))
         return self._readers[key]
 

@@ -1,10 +1,8 @@
 """edge.verdict_evaluator and friends in a real session serving a real TVM
 client, on a fake board whose files a helper thread rewrites while the
 kernel runs; and on this machine, which has no cpufreq and no thermal zones."""
-import json
 import os
 import threading
-import time
 
 import numpy as np
 import pytest
