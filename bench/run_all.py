@@ -19,7 +19,8 @@ from bench import benchlib as bl
 
 # Order: the daemon start-up times first, while nothing else of ours is warm;
 # MetaSchedule, the longest, last.
-SCRIPTS = ["daemon", "sessions", "set_thread_mode", "measurement", "verdict", "metaschedule"]
+SCRIPTS = ["daemon", "sessions", "set_thread_mode", "measurement", "verdict", "metaschedule",
+           "slots"]
 EXTRA_ARGS = {"sessions": ["--profile"]}
 
 

@@ -16,6 +16,9 @@ def main(argv=None) -> int:
     if argv and argv[0] == "probe":
         from edge_server.cli.probe import main as probe_main
         return probe_main(argv[1:])
+    if argv and argv[0] == "calibrate":
+        from edge_server.cli.calibrate import main as calibrate_main
+        return calibrate_main(argv[1:])
     from edge_server.cli.serve import main as serve_main
     return serve_main(argv)
 

@@ -33,6 +33,31 @@ class Board:
         return sum(1 for cpu in self.topology.get("cpus", []) if cpu.get("online") is not False)
 
     @property
+    def slot(self) -> Optional[dict]:
+        """The slot this server is (edge-server --slots), or None for a whole board."""
+        slot = (self.topology or {}).get("slot")
+        return slot if isinstance(slot, dict) else None
+
+    @property
+    def busy(self) -> Optional[bool]:
+        """Whether a client is in a session on this slot (None: not told)."""
+        slot = self.slot
+        return bool(slot["busy"]) if slot and isinstance(slot.get("busy"), bool) else None
+
+    def describe_slot(self) -> str:
+        """'1/2 cpus 1 busy' or '-' for a whole board."""
+        slot = self.slot
+        if not slot:
+            return "-"
+        from edge_common.cpulist import format_cpulist
+        state = {True: "busy", False: "free", None: "?"}[self.busy]
+        text = "%s/%s cpus %s %s" % (slot.get("index"), slot.get("count"),
+                                     format_cpulist(slot.get("cpus") or []), state)
+        if isinstance(slot.get("slowdown"), (int, float)):
+            text += " (slowdown %.1f%%)" % (100 * slot["slowdown"])
+        return text
+
+    @property
     def arch(self) -> Optional[str]:
         return (self.topology or {}).get("arch")
 
@@ -51,7 +76,8 @@ class Board:
                 "free": self.key_free, "pending": self.key_pending, "total": self.key_total,
                 "classes": self.classes, "cores": self.cores, "arch": self.arch,
                 "suggested_target": self.suggested_target,
-                "board": (self.topology or {}).get("board")}
+                "board": (self.topology or {}).get("board"), "slot": self.slot,
+                "busy": self.busy}
 
 
 def describe_classes(topology: dict) -> str:

@@ -118,9 +118,10 @@ def host_random_fill(tensor) -> None:
 def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
                 thread_mode: str = "all", *, session_timeout: int = 30, priority: int = 1,
                 wait: Optional[float] = 120.0, evaluator_config=None, alloc_repeat: int = 1,
-                max_workers: Optional[int] = None, record: Optional[str] = None,
-                check: bool = True, preload: bool = True, remeasure: Optional[int] = 2,
-                verdict_thresholds: Optional[dict] = None, verdict_record: Optional[str] = None,
+                max_workers: Optional[int] = None, parallel: bool = False,
+                record: Optional[str] = None, check: bool = True, preload: bool = True,
+                remeasure: Optional[int] = 2, verdict_thresholds: Optional[dict] = None,
+                verdict_record: Optional[str] = None,
                 **runner_kwargs):
     """An RPCRunner measuring every trial on a board of `key` in `thread_mode`.
 
@@ -131,6 +132,10 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
     and the board's `topology` for `target_for(runner)`.
     preload: import TVM's tensor intrinsics now the fast way (see
     intrin_preload), which tune_tir would otherwise do the slow way.
+    parallel: one runner worker per server of `key` on the tracker (the slots
+    of `edge-server --slots`), so every free slot measures at once; an
+    explicit max_workers wins. Each slot resolves `thread_mode` within its
+    own cores, and every slot must accept it (checked here).
     remeasure: a trial the board calls SUSPECT (clock, heat, intruders; see
     host_client.verdicts) is measured again after a cooldown up to this many
     times, then recorded as a runner error with the reasons; None measures
@@ -145,6 +150,8 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
     address = parse_tracker(tracker)
     key = default_key(key)
     topology = check_board(str(address), key, thread_mode) if check else None
+    if parallel and max_workers is None:
+        max_workers = count_servers(str(address), key)
     if preload:
         preload_tensor_intrin()
     runner = RPCRunner(
@@ -159,12 +166,26 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
             if remeasure is not None else None), **runner_kwargs)
     runner.thread_mode = thread_mode
     runner.topology = topology
+    runner.max_workers = max_workers or 1
     return runner
 
 
+def count_servers(tracker: str, key: str) -> int:
+    """Servers (slots) registered for `key`; KeyUnknown if none."""
+    from host_client.boards import list_boards
+
+    count = sum(1 for b in list_boards(tracker) if b.key == key)
+    if not count:
+        raise KeyUnknown("no board with key %r on the tracker %s" % (key, tracker))
+    return count
+
+
 def check_board(tracker: str, key: str, thread_mode: str) -> dict:
-    """The topology of an edge-server board of `key` that accepts `thread_mode`."""
-    from edge_common.modes import ModeError, resolve
+    """The topology of an edge-server board of `key` that accepts `thread_mode`;
+    with slots, every slot of the key must accept it (the tracker hands a
+    trial to any of them)."""
+    from edge_common.modes import ModeError
+    from edge_common.slots import resolve_mode as resolve
 
     from host_client.boards import list_boards
 
@@ -176,10 +197,35 @@ def check_board(tracker: str, key: str, thread_mode: str) -> dict:
         raise NotAnEdgeServer("the boards with key %r (%s) run stock TVM servers without thread "
                               "modes; run edge-server there"
                               % (key, ", ".join(b.address for b in boards)))
-    try:
-        resolve(edge[0].topology, thread_mode)
-    except ModeError as err:
+    refused, shapes = [], {}
+    for board in edge:
+        try:
+            res = resolve(board.topology, thread_mode)
+        except ModeError as err:
+            refused.append((board, err))
+        else:
+            cls = res.cls or (board.slot or {}).get("class")
+            shapes.setdefault((len(res.cpus), cls), []).append(board)
+    if refused and not edge[0].slot:
+        board, err = refused[0]
         raise ThreadModeRefused("board %s would refuse thread mode %r: %s"
-                                % (edge[0].address, thread_mode, err),
-                                board_message=str(err), mode=thread_mode) from None
+                                % (board.address, thread_mode, err),
+                                board_message=str(err), mode=thread_mode)
+    if refused:
+        board, err = refused[0]
+        raise ThreadModeRefused(
+            "%d of the %d slots of key %r would refuse thread mode %r (the tracker hands a "
+            "trial to any of them): slot %s: %s; use a mode every slot meets ('all' is each "
+            "slot's own cores) or give those slots another key"
+            % (len(refused), len(edge), key, thread_mode, board.describe_slot(), err),
+            board_message=str(err), mode=thread_mode)
+    if len(shapes) > 1:
+        raise ThreadModeRefused(
+            "the slots of key %r give thread mode %r different cores (%s); a tuning run would "
+            "mix their measurements; use a mode that means the same in every slot, or give "
+            "each kind of slot its own key"
+            % (key, thread_mode, "; ".join("%d slot(s) on %d %s core(s), e.g. %s" % (
+                len(boards), n, cls or "mixed", "slot " + boards[0].describe_slot())
+                for (n, cls), boards in sorted(shapes.items(), key=lambda kv: -kv[0][0]))),
+            board_message="slots differ", mode=thread_mode)
     return edge[0].topology

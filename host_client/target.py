@@ -47,7 +47,7 @@ def mode_from(board_or_topology, thread_mode: Optional[str]) -> str:
 
 def target_dict_for(board_or_topology, thread_mode: Optional[str] = None) -> dict:
     """The target as a JSON-able dict (what `target_for` passes to TVM)."""
-    from edge_common.modes import resolve
+    from edge_common.slots import resolve_mode as resolve   # a slot's `all` is the slot
 
     topology = topology_from(board_or_topology)
     thread_mode = mode_from(board_or_topology, thread_mode)

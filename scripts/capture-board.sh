@@ -80,6 +80,8 @@ for dir in "$CPU"/cpu[0-9]*; do
     [ -d "$dir" ] || continue
     copy_file "$dir/online"
     copy_file "$dir/cpu_capacity"
+    copy_file "$dir/regs/identification/midr_el1"
+    copy_file "$dir/regs/identification/revidr_el1"
     for f in core_id physical_package_id cluster_id die_id thread_siblings_list \
              core_siblings_list cluster_cpus_list core_cpus_list package_cpus_list; do
         copy_file "$dir/topology/$f"
@@ -92,6 +94,14 @@ for dir in "$CPU"/cpu[0-9]*; do
 done
 for dir in "$CPU"/cpufreq/policy[0-9]*; do
     [ -d "$dir" ] && copy_freq_dir "$dir"
+done
+# Android: only the properties that name the SoC (build.prop holds nothing else we read).
+for prop in /system/build.prop /vendor/build.prop; do
+    [ -f "$prop" ] || continue
+    mkdir -p "$OUT$(dirname "$prop")"
+    grep -E '^(ro\.soc\.model|ro\.chipname|ro\.hardware\.chipname|ro\.mediatek\.platform|ro\.board\.platform|ro\.product\.board|ro\.hardware)=' \
+        "$prop" > "$OUT$prop" 2>/dev/null
+    copied=$((copied + 1))
 done
 copy_file /sys/devices/cpu_core/cpus
 copy_file /sys/devices/cpu_atom/cpus

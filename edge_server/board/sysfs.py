@@ -10,13 +10,15 @@ is null.
 import os
 from typing import List, Optional
 
-from edge_common.cpulist import CpuListError, parse_cpulist
+import re
+
+from edge_common.cpulist import MAX_CPU_ID, CpuListError, parse_cpulist
 
 # sysfs attributes are one short line; anything bigger is not what we think
 # it is (and /proc/cpuinfo on a 256-CPU server is ~400 kB).
 MAX_READ_BYTES = 4 * 1024 * 1024
 _SHOWN_VALUE_CHARS = 60
-_CHUNK = 64 * 1024
+_HEX64_RE = re.compile(r"0[xX][0-9a-fA-F]{1,16}")
 
 
 class Reader:
@@ -59,7 +61,8 @@ class Reader:
         """
         path = self.path(relpath)
         try:
-            data = _read_bounded(path)
+            with open(path, "rb") as f:
+                data = _read_bounded(f)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -86,7 +89,10 @@ class Reader:
         return int(text)
 
     def cpulist(self, relpath: str) -> Optional[List[int]]:
-        """A Linux CPU list file ("0-3,6"); garbage -> None + warning, empty file -> []."""
+        """A %*pbl CPU list file ("0-3,6\n": topology *_list, online, possible, present).
+
+        Garbage -> None + warning, empty file -> [].
+        """
         text = self.text(relpath)
         if text is None:
             return None
@@ -98,34 +104,51 @@ class Reader:
             return None
 
 
-def _read_bounded(path: str) -> bytes:
-    """Up to MAX_READ_BYTES + 1 bytes with plain os.read: a sysfs value comes
-    in one read, and this is the hot path of every measurement's verdict
-    (issue 13), where a buffered open and a 4 MB read buffer cost ~0.1 ms a file."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks, total = [], 0
-        while total <= MAX_READ_BYTES:
-            chunk = os.read(fd, _CHUNK)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-    finally:
-        os.close(fd)
+    def cpu_numbers(self, relpath: str) -> Optional[List[int]]:
+        """A cpufreq related_cpus/affected_cpus file: "0 1 2 3 \n".
+
+        cpufreq's show_cpus() prints each CPU number followed by one space,
+        then a newline, not the %*pbl list syntax of the topology files.
+        Garbage -> None + warning; an empty mask -> [].
+        """
+        text = self.text(relpath)
+        if text is None:
+            return None
+        words = text.split()
+        if not all(w.isascii() and w.isdigit() and int(w) <= MAX_CPU_ID for w in words):
+            self.warnings.append("%s: %s is not space-separated CPU numbers like '0 1 2 3 ' "
+                                 "(what cpufreq's show_cpus() writes); ignored"
+                                 % (self.shown_path(relpath), _shown(text)))
+            return None
+        return sorted({int(w) for w in words})
+
+    def hex_register(self, relpath: str) -> Optional[int]:
+        """A 64-bit register file such as regs/identification/midr_el1: "0x00000000410fd034\n".
+
+        arch/arm64/kernel/cpuinfo.c writes it with "0x%016llx\n".
+        """
+        text = self.text(relpath)
+        if text is None:
+            return None
+        if not _HEX64_RE.fullmatch(text):
+            self.warnings.append("%s: %s is not a hexadecimal register value like "
+                                 "0x00000000410fd034; ignored" % (self.shown_path(relpath),
+                                                                  _shown(text)))
+            return None
+        return int(text, 16)
+
+
+def _read_bounded(f) -> bytes:
+    """Up to MAX_READ_BYTES + 1 bytes in 64 KiB reads: procfs sysctl files (e.g.
+    /proc/sys/kernel/random/boot_id) fail a single 4 MiB read with ENOMEM."""
+    chunks, size = [], 0
+    while size <= MAX_READ_BYTES:
+        chunk = f.read(1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
     return b"".join(chunks)
-
-
-def read_text(root: str, relpath: str, warnings: List[str]) -> Optional[str]:
-    return Reader(root, warnings).text(relpath)
-
-
-def read_int(root: str, relpath: str, warnings: List[str]) -> Optional[int]:
-    return Reader(root, warnings).integer(relpath)
-
-
-def read_cpulist(root: str, relpath: str, warnings: List[str]) -> Optional[List[int]]:
-    return Reader(root, warnings).cpulist(relpath)
 
 
 def _shown(value: str) -> str:

@@ -20,7 +20,11 @@ import platform
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from edge_server.board import arch as arch_mod
+from edge_server.board import clusters as clusters_mod
 from edge_server.board import isa as isa_mod
+from edge_server.board import naming
+from edge_server.board import soc as soc_mod
 from edge_server.board import uarch as uarch_mod
 from edge_common.cpulist import format_cpulist
 from edge_server.board.procinfo import ProcInfo, ProcessorRecord, format_midr
@@ -59,6 +63,7 @@ class _Cpu:
     record: Optional[ProcessorRecord] = None
     midr: Optional[int] = None
     uarch: Optional[str] = None
+    uarch_source: Optional[str] = None
     max_freq: Optional[int] = None
     capacity: Optional[int] = None
     core_id: Optional[int] = None
@@ -93,10 +98,14 @@ def probe(root: str = "/") -> dict:
     _note_isolated(reader, cpus)
     _read_allowed(cpus, live, reader.warnings)
     _read_sysfs(reader, cpus)
-    _read_midr(cpus, info, reader.warnings)
+    for cpu in cpus:
+        cpu.record = info.processors.get(cpu.id) if info is not None else None
+    soc = _identify_soc(reader, info)
+    naming.name_cores(cpus, info, soc, reader.warnings)
     classes = _assign_classes(cpus, reader.warnings)
-    clusters = _assign_clusters(cpus, reader.warnings)
-    arch = _arch(info, live, reader.warnings)
+    clusters = clusters_mod.assign(cpus, soc, reader.warnings)
+    elf = _own_elf(live, reader.warnings)
+    arch = _arch(info, elf, reader.warnings)
     isa = _isa(info, cpus, live, reader.warnings)
     return {
         "schema": SCHEMA,
@@ -106,7 +115,7 @@ def probe(root: str = "/") -> dict:
         "clusters": clusters,
         "classes": classes,
         "isa": isa,
-        "tvm_target": _tvm_target(arch, isa, classes, cpus, reader.warnings),
+        "tvm_target": _tvm_target(arch, elf, isa, classes, cpus, reader.warnings),
         "warnings": _unique(reader.warnings),
     }
 
@@ -124,6 +133,12 @@ def _read_cpuinfo(reader: Reader) -> Optional[ProcInfo]:
     info = parse_cpuinfo(text)
     reader.warnings.extend("/proc/cpuinfo: " + w for w in info.warnings)
     return info
+
+
+def _identify_soc(reader: Reader, info: Optional[ProcInfo]) -> Optional[soc_mod.Soc]:
+    """The known SoC the board names (device tree, cpuinfo Hardware/Revision, build.prop)."""
+    glob = {k.lower(): v for k, v in (info.global_fields if info else {}).items()}
+    return soc_mod.identify(reader, glob.get("hardware"), glob.get("revision"))
 
 
 def _present_cpus(reader: Reader, info: Optional[ProcInfo]) -> List[int]:
@@ -209,14 +224,30 @@ def _read_sysfs(reader: Reader, cpus: List[_Cpu]) -> None:
         cpu.core_siblings = _within(reader.cpulist(base + "/topology/core_siblings_list"), ids)
         cpu.capacity = reader.integer(base + "/cpu_capacity")
         cpu.max_freq = reader.integer(base + "/cpufreq/cpuinfo_max_freq")
-        cpu.related = _within(reader.cpulist(base + "/cpufreq/related_cpus"), ids)
+        cpu.related = _within(reader.cpu_numbers(base + "/cpufreq/related_cpus"), ids)
+        midr = reader.hex_register(base + "/regs/identification/midr_el1")
+        cpu.midr = None if midr is None else midr & 0xFFFFFFFF
         if cpu.max_freq is None and cpu.related is None:
             if policies is None:
                 policies = _read_policies(reader)
             cpu.related, cpu.max_freq = policies.get(cpu.id, (None, None))
             cpu.related = _within(cpu.related, ids)
+    _share_policies(cpus)
     _read_hybrid(reader, cpus)
     _warn_missing(reader.warnings, cpus)
+
+
+def _share_policies(cpus: List[_Cpu]) -> None:
+    """An offline CPU loses its cpuN/cpufreq link on old kernels, but its policy's
+    related_cpus (read through an online sibling) still names it."""
+    for cpu in cpus:
+        if cpu.related is not None:
+            continue
+        owner = next((o for o in cpus if o.related and cpu.id in o.related), None)
+        if owner is not None:
+            cpu.related = owner.related
+            if cpu.max_freq is None:
+                cpu.max_freq = owner.max_freq
 
 
 def _read_policies(reader: Reader) -> Dict[int, Tuple[Optional[List[int]], Optional[int]]]:
@@ -226,7 +257,7 @@ def _read_policies(reader: Reader) -> Dict[int, Tuple[Optional[List[int]], Optio
     for name in reader.listdir(base):
         if not (name.startswith("policy") and name[6:].isascii() and name[6:].isdigit()):
             continue
-        related = reader.cpulist("%s/%s/related_cpus" % (base, name))
+        related = reader.cpu_numbers("%s/%s/related_cpus" % (base, name))
         max_freq = reader.integer("%s/%s/cpuinfo_max_freq" % (base, name))
         for cpu in related or []:
             by_cpu.setdefault(cpu, (related, max_freq))
@@ -259,42 +290,6 @@ def _within(cpus: Optional[List[int]], ids) -> Optional[List[int]]:
     return None if cpus is None else [c for c in cpus if c in ids]
 
 
-def _read_midr(cpus: List[_Cpu], info: Optional[ProcInfo], warnings: List[str]) -> None:
-    """Each CPU's uarch from its own cpuinfo block; a single global block is not per-core."""
-    if info is None:
-        return
-    unknown: Dict[int, List[int]] = {}
-    for cpu in cpus:
-        cpu.record = info.processors.get(cpu.id)
-        midr = cpu.record.midr() if cpu.record is not None else None
-        if midr is None:
-            continue
-        cpu.midr = midr
-        cpu.uarch = uarch_mod.decode(cpu.record.implementer, cpu.record.part,
-                                     cpu.record.variant)
-        if cpu.uarch is None:
-            unknown.setdefault(midr, []).append(cpu.id)
-    for midr, ids in sorted(unknown.items()):
-        warnings.append("CPUs %s: MIDR %s (implementer 0x%02x, part 0x%03x) is not a core "
-                        "this probe knows; uarch null" % (format_cpulist(ids), format_midr(midr),
-                                                          (midr >> 24) & 0xFF,
-                                                          (midr >> 4) & 0xFFF))
-    with_midr = [c for c in cpus if c.midr is not None]
-    if with_midr:
-        missing = [c.id for c in cpus if c.midr is None and c.online is not False]
-        if missing:
-            warnings.append("online CPUs %s have no CPU implementer/part in /proc/cpuinfo; "
-                            "their uarch is unknown" % format_cpulist(missing))
-        return
-    global_midr = info.global_midr()
-    if global_midr is not None:
-        name = uarch_mod.decode_midr(global_midr)
-        warnings.append("/proc/cpuinfo prints one global CPU part (MIDR %s%s) for whichever "
-                        "CPU ran the read, not one per processor: this is not per-core "
-                        "evidence, so uarch is left null" % (
-                            format_midr(global_midr), ", " + name if name else ""))
-
-
 # ------------------------------------------------------------ classes
 
 
@@ -305,7 +300,10 @@ def _assign_classes(cpus: List[_Cpu], warnings: List[str]) -> List[dict]:
     for cpu in cpus:
         if kinds[cpu.id] is not None:
             members.setdefault(kinds[cpu.id], []).append(cpu.id)
-    ordered = sorted(members, key=lambda k: _rank_key(k, members[k]))
+    # A class known only by its core type (offline CPUs named by the SoC table)
+    # has no speed to compare: then the core type ranks first.
+    by_tier = any(k[2] is None and k[3] is None and k[0] is not None for k in members)
+    ordered = sorted(members, key=lambda k: _rank_key(k, members[k], by_tier))
     names = CLASS_NAMES.get(len(ordered)) or ["class%d" % i for i in range(len(ordered))]
     by_id = {c.id: c for c in cpus}
     classes = []
@@ -354,12 +352,14 @@ def _fits(partial: Kind, fuller: Kind) -> bool:
     return all(p is None or p == f for p, f in zip(partial, fuller))
 
 
-def _rank_key(kind: Kind, members: List[int]):
-    """Fastest first: capacity, then Intel P before E, then max frequency, then uarch tier."""
+def _rank_key(kind: Kind, members: List[int], by_tier: bool = False):
+    """Fastest first: capacity, then Intel P before E, then max frequency, then uarch tier
+    (by_tier: uarch tier first, for classes whose speed is unknown)."""
     _, hybrid, max_freq, capacity = kind
     tier = uarch_mod.perf_rank(_kind_uarch(kind))
-    return (_desc(capacity), _HYBRID_ORDER.get(hybrid, 0.5) if hybrid else 0.5,
-            _desc(max_freq), _desc(tier), min(members))
+    key = (_desc(capacity), _HYBRID_ORDER.get(hybrid, 0.5) if hybrid else 0.5,
+           _desc(max_freq), _desc(tier), min(members))
+    return (_desc(tier),) + key if by_tier else key
 
 
 def _desc(value: Optional[int]):
@@ -372,99 +372,47 @@ def _kind_uarch(kind: Kind) -> Optional[str]:
     return None if key is None or key.startswith("midr:") else key
 
 
-# ----------------------------------------------------------- clusters
-
-
-def _assign_clusters(cpus: List[_Cpu], warnings: List[str]) -> List[dict]:
-    """Physical clusters from the kernel's lists, split so none mixes two classes."""
-    groups, sources = _kernel_groups(cpus)
-    by_id = {c.id: c for c in cpus}
-    parts: List[List[int]] = []
-    for group in groups:
-        by_class: Dict[str, List[int]] = {}
-        for cpu_id in group:
-            if by_id[cpu_id].cls is not None:
-                by_class.setdefault(by_id[cpu_id].cls, []).append(cpu_id)
-        if len(by_class) > 1:
-            warnings.append("the kernel groups CPUs %s in one cluster (%s) but they are %d "
-                            "kinds of core; split into %s" % (
-                                format_cpulist(group), "/".join(sorted(sources[tuple(group)])),
-                                len(by_class), ", ".join(format_cpulist(p)
-                                                          for p in by_class.values())))
-        parts.extend(by_class.values())
-    parts.extend(_guessed_groups(cpus, {c for g in groups for c in g}, warnings))
-    clusters = []
-    for index, part in enumerate(sorted(parts, key=min)):
-        for cpu_id in part:
-            by_id[cpu_id].cluster = index
-        clusters.append({"id": index, "cpus": sorted(part), "class": by_id[part[0]].cls})
-    return clusters
-
-
-def _kernel_groups(cpus: List[_Cpu]):
-    """Union of each CPU with the CPUs its best kernel list names.
-
-    cluster_cpus_list is used only when it says more than "each core alone"
-    somewhere: kernels without a DT cpu-map (Raspberry Pi) and x86 servers
-    write one core per cluster, and then the package (core_siblings_list) or
-    the frequency domain (cpufreq related_cpus) says more.
-    """
-    clusters_known = any(c.cluster_list and set(c.cluster_list) - set(c.smt or [c.id])
-                         for c in cpus)
-    parent = {c.id: c.id for c in cpus}
-    source_of: Dict[int, str] = {}
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for cpu in cpus:
-        for name, listed in (("cluster_cpus_list", cpu.cluster_list if clusters_known else None),
-                             ("core_siblings_list", cpu.core_siblings),
-                             ("cpufreq related_cpus", cpu.related)):
-            if listed:
-                source_of[cpu.id] = name
-                for other in listed:
-                    parent[find(other)] = find(cpu.id)
-                break
-    groups: Dict[int, List[int]] = {}
-    for cpu in cpus:
-        if cpu.id in source_of:
-            groups.setdefault(find(cpu.id), []).append(cpu.id)
-    result = [sorted(g) for g in groups.values()]
-    sources = {tuple(g): {source_of[c] for c in g if c in source_of} for g in result}
-    return result, sources
-
-
-def _guessed_groups(cpus: List[_Cpu], grouped: set, warnings: List[str]) -> List[List[int]]:
-    """Heuristic last: CPUs no kernel list mentions form one cluster per class."""
-    by_class: Dict[str, List[int]] = {}
-    for cpu in cpus:
-        if cpu.id not in grouped and cpu.cls is not None:
-            by_class.setdefault(cpu.cls, []).append(cpu.id)
-    if by_class:
-        guessed = sorted(c for ids in by_class.values() for c in ids)
-        warnings.append("no topology or cpufreq files group CPUs %s: their clusters are "
-                        "guessed as one per core class" % format_cpulist(guessed))
-    return list(by_class.values())
-
-
 # ---------------------------------------------------- arch, ISA, target
 
 
-def _arch(info: Optional[ProcInfo], live: bool, warnings: List[str]) -> Optional[str]:
-    """Architecture the kernel runs, from cpuinfo evidence; the live machine's as a fallback."""
-    found = _arch_from_cpuinfo(info) if info is not None else None
-    if found is None and live:
+def _own_elf(live: bool, warnings: List[str]) -> Optional[arch_mod.ElfArch]:
+    """What this server process is built for, on the live board only."""
+    if not live:
+        return None
+    try:
+        return arch_mod.read("/proc/self/exe")
+    except (OSError, arch_mod.ElfError) as exc:
+        warnings.append("cannot read the ELF header of /proc/self/exe (%s); arch comes from "
+                        "/proc/cpuinfo" % exc)
+        return None
+
+
+def _arch(info: Optional[ProcInfo], elf: Optional[arch_mod.ElfArch],
+          warnings: List[str]) -> Optional[str]:
+    """The arch TVM must build for: the server's own ELF on the live board.
+
+    /proc/cpuinfo describes the kernel's CPU (under qemu-user, the host's),
+    so it only decides for a fixture or capture root, and between ARMv6 and
+    ARMv7 for a 32-bit ARM userland (the ELF header does not say).
+    """
+    from_cpuinfo = _arch_from_cpuinfo(info) if info is not None else None
+    if elf is not None and elf.arch is not None:
+        if elf.arch == "armv7l" and from_cpuinfo == "armv6l":
+            return "armv6l"
+        return elf.arch
+    found = from_cpuinfo
+    if found is None and elf is not None:
         found = platform.machine() or None
     if found is None:
         warnings.append("/proc/cpuinfo gives no architecture evidence; arch unknown")
     return found
 
 
+_ARM32_HWCAPS = {"neon", "vfp", "vfpv3", "vfpv4", "thumb", "half", "edsp"}
+
+
 def _arch_from_cpuinfo(info: ProcInfo) -> Optional[str]:
+    """The userland that read this cpuinfo: 32-bit ARM readers see arm hwcaps, even on arm64."""
     records = list(info.processors.values())
     archs = {r.architecture for r in records if r.architecture}
     glob = {k.lower(): v for k, v in info.global_fields.items()}
@@ -472,12 +420,16 @@ def _arch_from_cpuinfo(info: ProcInfo) -> Optional[str]:
         archs.add(glob["cpu architecture"])
     names = " ".join([r.model_name or "" for r in records] + [glob.get("processor", ""),
                                                               glob.get("model name", "")])
-    if "8" in archs or "AArch64" in archs or "AArch64" in names:
+    features = {w.lower() for r in records for w in (r.features or [])}
+    features.update(w.lower() for w in glob.get("features", "").split())
+    if "(v6l)" in names:
+        return "armv6l"
+    if "asimd" not in features and features & _ARM32_HWCAPS:
+        return "armv7l"
+    if archs & {"8", "AArch64"} or "AArch64" in names:
         return "aarch64"
     if "(v7l)" in names or "7" in archs:
         return "armv7l"
-    if "(v6l)" in names:
-        return "armv6l"
     flags = set()
     for r in records:
         flags.update(r.flags or [])
@@ -516,15 +468,25 @@ def _cpuinfo_package_flags(warnings: List[str]) -> List[str]:
         return []
 
 
-def _tvm_target(arch: Optional[str], isa: List[str], classes: List[dict],
-                cpus: List[_Cpu], warnings: List[str]) -> dict:
+def _tvm_target(arch: Optional[str], elf: Optional[arch_mod.ElfArch], isa: List[str],
+                classes: List[dict], cpus: List[_Cpu], warnings: List[str]) -> dict:
     """The llvm target dict for TVM 0.27 (which takes no CLI strings), tuned to the fastest class."""
     target: Dict[str, object] = {"kind": "llvm"}
-    if arch in MTRIPLES:
+    own_triple = elf.mtriple() if elf is not None and elf.arch == arch else None
+    if own_triple:
+        target["mtriple"] = own_triple  # soft- or hard-float as this process was built
+    elif arch in MTRIPLES:
         target["mtriple"] = MTRIPLES[arch]
     elif arch is not None:
         warnings.append("no LLVM triple known for arch %s; tvm_target has no mtriple" % arch)
-    fastest = classes[0]["uarch"] if classes else None
+    if str(target.get("mtriple", "")).endswith("gnueabihf"):
+        # TVM's LLVM codegen does not take the float ABI from the triple: without
+        # this the object passes floats in core registers and the armhf linker
+        # refuses it ("uses VFP register arguments, lib0.o does not").
+        target["mfloat-abi"] = "hard"
+    usable = {c.id for c in cpus if c.online is not False and c.allowed is not False}
+    fastest = next((c["uarch"] for c in classes if usable & set(c["cpus"])),
+                   classes[0]["uarch"] if classes else None)
     mcpu = uarch_mod.llvm_cpu(fastest, arch=arch) if fastest else None
     if mcpu:
         target["mcpu"] = mcpu
@@ -567,6 +529,7 @@ def _dmi(value: Optional[str]) -> Optional[str]:
 def _cpu_doc(cpu: _Cpu) -> dict:
     return {"id": cpu.id, "online": cpu.online, "allowed": cpu.allowed, "uarch": cpu.uarch,
             "midr": format_midr(cpu.midr) if cpu.midr is not None else None,
+            "uarch_source": cpu.uarch_source if cpu.uarch is not None else None,
             "max_freq_khz": cpu.max_freq, "capacity": cpu.capacity, "cluster": cpu.cluster,
             "class": cpu.cls, "core_id": cpu.core_id, "package": cpu.package,
             "smt_siblings": cpu.smt}

@@ -22,28 +22,6 @@ from typing import Dict, Optional, Tuple
 # LLVM version of the apache-tvm wheel pinned in setup.cfg (0.27.0.post1).
 PINNED_TVM_LLVM_MAJOR = 22
 
-VENDORS: Dict[int, str] = {
-    0x41: "arm",
-    0x42: "broadcom",
-    0x43: "cavium",
-    0x44: "dec",
-    0x46: "fujitsu",
-    0x48: "hisilicon",
-    0x49: "infineon",
-    0x4D: "freescale",
-    0x4E: "nvidia",
-    0x50: "apm",
-    0x51: "qualcomm",
-    0x53: "samsung",
-    0x56: "marvell",
-    0x61: "apple",
-    0x66: "faraday",
-    0x69: "intel",
-    0x6D: "microsoft",
-    0x70: "phytium",
-    0xC0: "ampere",
-}
-
 # (implementer, part) -> uarch name
 _PARTS: Dict[Tuple[int, int], str] = {
     # Arm Ltd: ARM11 (arch/arm cputype.h; MIDR architecture field 0xf)
@@ -261,11 +239,6 @@ _TIERS = (
     (11, ("cortex-x4", "cortex-x925", "neoverse-v3", "oryon")),
 )
 _RANK: Dict[str, int] = {name: tier for tier, names in _TIERS for name in names}
-
-
-def vendor(implementer: int) -> Optional[str]:
-    """Lowercase name of the MIDR implementer code (0x41 -> "arm")."""
-    return VENDORS.get(implementer)
 
 
 def decode(implementer: int, part: int, variant: Optional[int] = None) -> Optional[str]:

@@ -1,6 +1,9 @@
 """`edge-server probe [--json] [--root DIR]`: show what the probe finds on a board.
 
-The table is for a person deciding which thread modes to tune with; --json
+The table is for a person deciding which thread modes to tune with; it says
+where each core's uarch came from ("uarch from": midr_el1, cpuinfo,
+cpuinfo-global, soc-table, frequency, guess) and which kernel list grouped
+each cluster ("grouped by"), so a weak guess is visible as one. --json
 is the topology document the daemon serves and the tracker carries. --root
 reads a fixture or a dump made by scripts/capture-board.sh instead of this
 machine.
@@ -58,13 +61,15 @@ def render(doc: dict, root: str = "/") -> str:
                     [[c["rank"], c["name"], format_cpulist(c["cpus"]), c["uarch"],
                       _mhz(c["max_freq_khz"]), c["capacity"]] for c in doc["classes"]])
     lines += ["", "clusters:"]
-    lines += _table(["cluster", "cpus", "class"],
-                    [[c["id"], format_cpulist(c["cpus"]), c["class"]] for c in doc["clusters"]])
+    lines += _table(["cluster", "cpus", "class", "grouped by"],
+                    [[c["id"], format_cpulist(c["cpus"]), c["class"], c.get("source")]
+                     for c in doc["clusters"]])
     lines += ["", "cpus:"]
-    lines += _table(["cpu", "online", "allowed", "class", "cluster", "uarch", "midr", "max MHz",
-                     "capacity", "core", "pkg", "smt siblings"],
+    lines += _table(["cpu", "online", "allowed", "class", "cluster", "uarch", "uarch from", "midr",
+                     "max MHz", "capacity", "core", "pkg", "smt siblings"],
                     [[c["id"], _yes(c["online"]), _yes(c["allowed"]), c["class"], c["cluster"],
-                      c["uarch"], c["midr"], _mhz(c["max_freq_khz"]), c["capacity"],
+                      c["uarch"], c.get("uarch_source"), c["midr"], _mhz(c["max_freq_khz"]),
+                      c["capacity"],
                       c["core_id"], c["package"],
                       None if c["smt_siblings"] is None else format_cpulist(c["smt_siblings"])]
                      for c in doc["cpus"]])

@@ -56,6 +56,9 @@ def main(argv: Sequence[str]) -> int:
     from edge_server.daemon.server import Server
     from edge_server.daemon.workroot import WorkRootError
 
+    if config.slots:
+        from edge_server.slots.supervisor import serve_slots
+        return serve_slots(config, topology, probe_topology)
     server = Server(config, topology, default_mode, probe=probe_topology)
     try:
         return server.run()

@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple
 from edge_server.daemon import measure_config
 from edge_server.daemon.workroot import default_work_root
 from edge_server.session.timed import MeasureSettings
+from edge_server.slots.plan import SLOTS_HELP, check_cache_dir, check_slots, check_threshold
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
@@ -209,6 +210,14 @@ OPTIONS: Tuple[Option, ...] = (
            "$RUNTIME_DIRECTORY or $STATE_DIRECTORY from systemd, else "
            "<tmp>/edge-server-<uid>)", _work_root, metavar="DIR"),
     Option("--verbose", "verbose", False, "debug logging", action="store_true"),
+    Option("--slots", "slots", None, SLOTS_HELP, check_slots, metavar="SPEC"),
+    Option("--slot-threshold", "slot_threshold", "3", "largest slowdown, in percent, busy "
+           "co-slots may cause a slot for --slots auto to form it (3 or 3%%)", check_threshold,
+           metavar="PERCENT"),
+    Option("--calibration-cache", "calibration_cache", None, "where `edge-server calibrate` "
+           "keeps its results per boot (default $STATE_DIRECTORY, else "
+           "$XDG_CACHE_HOME/edge-server or ~/.cache/edge-server)", check_cache_dir,
+           metavar="DIR"),
 )
 _DEFAULTS = {o.field: o.check(o.default, o.flag) for o in OPTIONS if o.field != "work_root"}
 
@@ -235,6 +244,9 @@ class Config:
     max_upload_bytes: int = _DEFAULTS["max_upload_bytes"]
     max_disk_bytes: int = _DEFAULTS["max_disk_bytes"]
     work_root: str = field(default_factory=default_work_root)
+    slots: Optional[str] = _DEFAULTS["slots"]          # --slots SPEC; None = one server
+    slot_threshold: float = _DEFAULTS["slot_threshold"]
+    calibration_cache: Optional[str] = _DEFAULTS["calibration_cache"]
     measure: MeasureSettings = MeasureSettings()   # --verdict-*, --cooldown-*, --lock-clocks
 
     def allows(self, ip: str) -> bool:

@@ -82,31 +82,38 @@ def _close_inherited(items: Iterable[Closable]) -> None:
 
 
 def fork_child(body: Callable[[], int], inherited: Callable[[], Iterable[Closable]],
-               report_fd: Optional[int] = None) -> int:
+               report_fd: Optional[int] = None, new_session: bool = False) -> int:
     """Fork a child that runs body() detached from the daemon; returns its pid.
 
     `inherited()` runs in the child and returns the daemon's fds it must not
     hold (and resets whatever else the daemon set up for itself); `report_fd`
-    is the child's mode pipe, on which it says its last word (`end <code>`)."""
+    is the child's mode pipe, on which it says its last word (`end <code>`).
+    `new_session`: the child leads a session of its own, not only a process
+    group (a slot server: the scheduler's autogroup then shares the CPU per
+    slot, not once for all slots)."""
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _child_main(body, parent, inherited, report_fd)
-    try:
-        os.setpgid(pid, pid)
-    except OSError:
-        pass   # the child did it first, or already exited
+        _child_main(body, parent, inherited, report_fd, new_session)
+    if not new_session:      # setsid() fails in a child that already leads a group
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass   # the child did it first, or already exited
     return pid
 
 
 def _child_main(body: Callable[[], int], parent: int,
                 inherited: Callable[[], Iterable[Closable]],
-                report_fd: Optional[int]) -> None:
+                report_fd: Optional[int], new_session: bool = False) -> None:
     """In a forked child: own process group, die with the daemon, drop the daemon's
     fds and signal handlers, run body(), _exit. Never returns."""
     code = CHILD_FAILED
     try:
-        os.setpgid(0, 0)
+        if new_session:
+            os.setsid()
+        else:
+            os.setpgid(0, 0)
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:    # the daemon died before PDEATHSIG was armed
             os._exit(CHILD_FAILED)

@@ -31,7 +31,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from edge_common.cpulist import format_cpulist
 from edge_server.session.ipc import ModeReporter
-from edge_common.modes import ModeError, Resolution, resolve
+from edge_common.modes import ModeError, Resolution
+from edge_common.slots import resolve_mode as resolve   # within the session's slot, if any
 from edge_server.session.pinning import PinningError, ThreadPinner
 from edge_server.session.timed import MeasureSettings, Measurements
 from edge_server.session.workdir import WorkDir

@@ -6,6 +6,8 @@ the core set changes, and the board reports which cores it really used.
 """
 import math
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
@@ -22,6 +24,7 @@ class ModeResult:
     nthreads: Optional[int] = None
     sessions: int = 0
     correct: Optional[bool] = None  # output checked against numpy (matmul only)
+    board: Optional[str] = None     # the server (slot) of the last session
     error: Optional[str] = None
     verdicts: List[dict] = field(default_factory=list)   # one per session (issue 13)
 
@@ -52,7 +55,8 @@ class ModeResult:
                 "sessions": self.sessions, "times_ms": [round(t, 6) for t in self.times_ms],
                 "mean_ms": self.mean_ms, "stddev_ms": self.stddev_ms, "cv": self.cv,
                 "speed_vs_first": speed(baseline, self.mean_ms), "correct": self.correct,
-                "error": self.error, "verdict": self.verdict, "verdicts": self.verdicts}
+                "error": self.error, "board": self.board, "verdict": self.verdict,
+                "verdicts": self.verdicts}
 
 
 def speed(baseline: Optional[float], mean: Optional[float]) -> Optional[float]:
@@ -96,50 +100,74 @@ def measure_once(session, kernel: Kernel, repeat: int, min_repeat_ms: int,
 def bench_modes(tracker: str, key: str, modes: List[str], kernel: Kernel, *,
                 sessions: int = 1, repeat: int = 5, min_repeat_ms: int = 20,
                 session_timeout: Optional[float] = None, wait: Optional[float] = None,
-                check: bool = True,
+                check: bool = True, parallel: int = 1,
                 progress: Optional[Callable[[int, int, str], None]] = None) -> List[ModeResult]:
     """Every mode in `sessions` fresh sessions; a refused mode is reported in its
-    row (error) and the others still run. Tracker errors abort the whole run."""
-    results = []
+    row (error) and the others still run. Tracker errors abort the whole run.
+    parallel > 1: that many modes measure at once, each in its own session,
+    which the tracker hands to different slots of the key (edge-server
+    --slots); results come back in the order of `modes`."""
     total = len(modes) * sessions
-    for index, mode in enumerate(modes):
-        result = ModeResult(mode=mode)
-        for run in range(sessions):
-            if progress:
-                progress(index * sessions + run, total, mode)
-            try:
-                session = connect(tracker, key, thread_mode=mode,
-                                  session_timeout=session_timeout, wait=wait)
-            except (ThreadModeRefused, SessionError) as err:
-                result.error = str(err)
-                break
-            state = session.thread_state or {}
-            result.cpus, result.nthreads = state.get("cpus"), state.get("nthreads")
-            try:
-                times, correct, verdict = measure_once(session, kernel, repeat, min_repeat_ms,
-                                                       check)
-            except Exception as err:  # a kernel that fails on the board fails its row only
-                result.error = "measuring in mode %r on %s failed: %s" % (
-                    mode, session.board, str(err).strip().splitlines()[-1] if str(err) else err)
-                break
-            finally:
-                session.release()
-                del session
-            result.times_ms.extend(times)
-            if verdict is not None:
-                result.verdicts.append(verdict)
-            result.sessions += 1
-            result.correct = correct if result.correct is not False else False
-        results.append(result)
+    done = [0]
+    lock = threading.Lock()
+
+    def step(mode: str) -> None:
+        if progress:
+            with lock:
+                progress(done[0], total, mode)
+                done[0] += 1
+
+    def one(mode: str) -> ModeResult:
+        return _bench_mode(tracker, key, mode, kernel, sessions, repeat, min_repeat_ms,
+                           session_timeout, wait, check, step)
+
+    if parallel > 1:
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            results = list(pool.map(one, modes))
+    else:
+        results = [one(mode) for mode in modes]
     if progress:
         progress(total, total, "done")
     return results
 
 
+def _bench_mode(tracker, key, mode, kernel, sessions, repeat, min_repeat_ms, session_timeout,
+                wait, check, step) -> ModeResult:
+    """One mode's row: `sessions` fresh sessions, or the error that stopped it."""
+    result = ModeResult(mode=mode)
+    for run in range(sessions):
+        step(mode)
+        try:
+            session = connect(tracker, key, thread_mode=mode,
+                              session_timeout=session_timeout, wait=wait)
+        except (ThreadModeRefused, SessionError) as err:
+            result.error = str(err)
+            break
+        state = session.thread_state or {}
+        result.board = session.board
+        result.cpus, result.nthreads = state.get("cpus"), state.get("nthreads")
+        try:
+            times, correct, verdict = measure_once(session, kernel, repeat, min_repeat_ms, check)
+        except Exception as err:  # a kernel that fails on the board fails its row only
+            result.error = "measuring in mode %r on %s failed: %s" % (
+                mode, session.board, str(err).strip().splitlines()[-1] if str(err) else err)
+            break
+        finally:
+            session.release()
+            del session
+        result.times_ms.extend(times)
+        if verdict is not None:
+            result.verdicts.append(verdict)
+        result.sessions += 1
+        result.correct = correct if result.correct is not False else False
+    return result
+
+
 def default_modes(topology: dict) -> List[str]:
     """all, then each class and one core of each class, skipping modes that
     would name the same cores as one already listed."""
-    from edge_common.modes import ModeError, resolve
+    from edge_common.modes import ModeError
+    from edge_common.slots import resolve_mode as resolve   # within a slot, if the board is one
 
     modes, seen = [], set()
     candidates = ["all"]

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--arg", action="append", default=None, metavar="SHAPE[:DTYPE]",
                        help="argument of MODULE.so's function, e.g. 128x128:float32 (repeat "
                             "per argument; default: three N×N float32 matmul arguments)")
+    bench.add_argument("--parallel", default="1", metavar="N|slots",
+                       help="measure N modes at once, each in its own slot of the key "
+                            "(edge-server --slots); 'slots' = one per slot (default 1)")
     bench.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     return parser
 
@@ -137,6 +140,23 @@ def parse_modes(text: Optional[str]) -> Optional[List[str]]:
     return modes
 
 
+def parse_parallel(text: str, servers: int) -> int:
+    """--parallel: a count, or 'slots' for one per server (slot) of the key."""
+    if str(text).strip().lower() == "slots":
+        return max(1, servers)
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError("--parallel %r: give a number of modes to measure at once, or 'slots' "
+                         "(one per slot of the key)" % text) from None
+    if value < 1:
+        raise UsageError("--parallel must be at least 1")
+    if value > servers:
+        raise UsageError("--parallel %d but the key has %d server(s)/slot(s); more would only "
+                         "queue at the tracker; use --parallel slots" % (value, servers))
+    return value
+
+
 def parse_arg_spec(spec: str):
     shape_text, _, dtype = spec.partition(":")
     try:
@@ -157,7 +177,9 @@ def cmd_bench(args) -> int:
         raise UsageError("--repeat and --sessions must be at least 1")
     tracker, key = str(parse_tracker(args.tracker)), default_key(args.key)
     modes = parse_modes(args.modes)
-    board = _edge_board(list_boards(tracker), key, tracker)
+    boards = list_boards(tracker)
+    board = _edge_board(boards, key, tracker)
+    parallel = parse_parallel(args.parallel, sum(1 for b in boards if b.key == key))
     if modes is None:
         modes = default_modes(board.topology)
     with tempfile.TemporaryDirectory(prefix="edge-client-") as tmp:
@@ -166,13 +188,17 @@ def cmd_bench(args) -> int:
         results = bench_modes(tracker, key, modes, kernel, sessions=args.sessions,
                               repeat=args.repeat, min_repeat_ms=args.min_repeat_ms,
                               session_timeout=args.session_timeout, wait=args.wait,
-                              progress=progress)
+                              parallel=parallel, progress=progress)
     baseline = next((r.mean_ms for r in results if r.mean_ms), None)
     if args.json:
         print(json.dumps({"board": board.address, "key": key, "kernel": _kernel_json(args, kernel),
+                          "parallel": parallel,
                           "results": [r.to_json(baseline) for r in results]}, indent=2))
     else:
         print(tables.bench_table(results, board, _kernel_label(args, kernel)))
+        if parallel > 1:
+            print("measured %d modes at once, each in its own slot: %s" % (
+                parallel, ", ".join("%s on %s" % (r.mode, r.board) for r in results if r.board)))
     return EXIT_PARTIAL if any(r.error for r in results) else EXIT_OK
 
 

@@ -24,14 +24,20 @@ def table(headers: Sequence[str], rows: List[Sequence[str]], right: Sequence[int
 
 
 def boards_table(boards) -> str:
+    """One row per server; with slots (edge-server --slots) one row per slot,
+    with its cores and whether a session runs on it."""
+    slots = any(b.slot for b in boards)
     rows = []
     for b in boards:
-        rows.append([b.key, b.address, "edge" if b.edge else "stock",
-                     "%d/%d" % (b.key_free, b.key_total), str(b.key_pending),
-                     b.describe_classes(),
-                     conditions_text((b.topology or {}).get("conditions")) if b.edge else "-"])
-    return table(["KEY", "ADDRESS", "SERVER", "FREE", "PENDING", "CORE CLASSES",
-                  "AT REGISTRATION"], rows, right=(3, 4))
+        row = [b.key, b.address, "edge" if b.edge else "stock",
+               "%d/%d" % (b.key_free, b.key_total), str(b.key_pending)]
+        if slots:
+            row.append(b.describe_slot())
+        rows.append(row + [b.describe_classes(),
+                           conditions_text((b.topology or {}).get("conditions"))
+                           if b.edge else "-"])
+    headers = ["KEY", "ADDRESS", "SERVER", "FREE", "PENDING"] + (["SLOT"] if slots else [])
+    return table(headers + ["CORE CLASSES", "AT REGISTRATION"], rows, right=(3, 4))
 
 
 def probe_text(board: str, topology: dict, state: Optional[dict], targets: dict) -> str:

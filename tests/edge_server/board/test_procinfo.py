@@ -287,3 +287,36 @@ def test_modern_blocks_with_trailing_hardware_line_stay_per_core():
     assert info.processors[5].part == 0xD08 and info.processors[0].part == 0xD03
     # without a blank line the kernel-global Hardware line lands in the last block
     assert info.processors[5].fields["Hardware"] == "Rockchip RK3399"
+
+
+def test_arm64_linux_3_10_format_is_one_global_block():
+    """arm64 3.10 c_show(): "Processor" line, one "processor : N" per online CPU, one
+    BogoMIPS, then the reading CPU's Features/CPU implementer... and Hardware."""
+    text = ("Processor\t: AArch64 Processor rev 3 (aarch64)\nprocessor\t: 0\nprocessor\t: 1\n"
+            "processor\t: 2\nBogoMIPS\t: 52.00\n\nFeatures\t: fp asimd aes pmull sha1 sha2 crc32\n"
+            "CPU implementer\t: 0x41\nCPU architecture: AArch64\nCPU variant\t: 0x0\n"
+            "CPU part\t: 0xd03\nCPU revision\t: 3\n\nHardware\t: SAMSUNG Exynos7420\n")
+    info = parse(text)
+    assert sorted(info.processors) == [0, 1, 2]
+    assert all(r.midr() is None for r in info.processors.values())
+    assert format_midr(info.global_midr()) == "0x410fd033"
+    assert info.global_fields["Hardware"] == "SAMSUNG Exynos7420"
+    assert info.global_fields["CPU architecture"] == "AArch64"
+
+
+def test_arm32_linux_3_8_and_later_print_one_block_per_cpu():
+    """arch/arm/kernel/setup.c c_show() since 3.8: for_each_online_cpu prints
+    "processor", "model name", BogoMIPS, Features and that CPU's own cpuid fields;
+    Hardware/Revision/Serial once at the end. A hot-unplugged CPU has no block."""
+    block = ("processor\t: %d\nmodel name\t: ARMv7 Processor rev 3 (v7l)\nBogoMIPS\t: 84.00\n"
+             "Features\t: half thumb fastmult vfp edsp neon vfpv3 tls vfpv4 idiva idivt \n"
+             "CPU implementer\t: 0x41\nCPU architecture: 7\nCPU variant\t: 0x%x\n"
+             "CPU part\t: 0x%03x\nCPU revision\t: %d\n\n")
+    text = (block % (0, 0, 0xC07, 3) + block % (1, 0, 0xC07, 3) + block % (4, 2, 0xC0F, 3)
+            + "Hardware\t: ODROID-XU3\nRevision\t: 0100\nSerial\t\t: 0000000000000000\n")
+    info = parse(text)
+    assert sorted(info.processors) == [0, 1, 4]  # cpu2-3, 5-7 were offline
+    assert format_midr(info.processors[4].midr()) == "0x412fc0f3"
+    assert info.processors[0].model_name == "ARMv7 Processor rev 3 (v7l)"
+    assert info.global_midr() is None
+    assert info.global_fields["Hardware"] == "ODROID-XU3"

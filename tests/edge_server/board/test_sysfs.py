@@ -1,6 +1,11 @@
 import os
 
-from edge_server.board.sysfs import Reader, read_cpulist, read_int, read_text
+import pytest
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_server.board.sysfs import Reader
 
 
 def write(root, rel, content, mode="w"):
@@ -12,11 +17,13 @@ def write(root, rel, content, mode="w"):
 
 
 def test_missing_file_is_none_without_a_warning(tmp_path):
-    warnings = []
-    assert read_text(str(tmp_path), "sys/devices/system/cpu/online", warnings) is None
-    assert read_int(str(tmp_path), "sys/x/cpu_capacity", warnings) is None
-    assert read_cpulist(str(tmp_path), "sys/x/related_cpus", warnings) is None
-    assert warnings == []
+    reader = Reader(str(tmp_path))
+    assert reader.text("sys/devices/system/cpu/online") is None
+    assert reader.integer("sys/x/cpu_capacity") is None
+    assert reader.cpulist("sys/x/cluster_cpus_list") is None
+    assert reader.cpu_numbers("sys/x/related_cpus") is None
+    assert reader.hex_register("sys/x/midr_el1") is None
+    assert reader.warnings == []
 
 
 def test_values_are_read_below_the_root_and_stripped(tmp_path):
@@ -45,9 +52,9 @@ def test_empty_cpulist_is_the_empty_set(tmp_path):
 
 def test_garbage_integer_is_none_and_a_warning_quoting_path_and_value(tmp_path):
     write(tmp_path, "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", "<unknown>\n")
-    warnings = []
-    assert read_int(str(tmp_path), "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq",
-                    warnings) is None
+    reader = Reader(str(tmp_path))
+    warnings = reader.warnings
+    assert reader.integer("sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") is None
     assert len(warnings) == 1
     assert "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq" in warnings[0]
     assert "'<unknown>'" in warnings[0]
@@ -62,13 +69,17 @@ def test_empty_file_is_not_an_integer(tmp_path):
     assert "is not an integer" in reader.warnings[0]
 
 
-def test_garbage_cpulist_is_none_and_a_warning(tmp_path):
-    write(tmp_path, "sys/devices/system/cpu/online", "0-3,zz\n")
+@pytest.mark.parametrize("read,value,what", [
+    ("cpulist", "0-3,zz\n", "not a CPU list"),
+    ("cpu_numbers", "0-3\n", "show_cpus"),  # a range is not what show_cpus() writes
+    ("hex_register", "410fd034 junk\n", "hexadecimal register"),
+])
+def test_garbage_is_none_and_a_warning_quoting_path_and_value(tmp_path, read, value, what):
+    write(tmp_path, "sys/devices/system/cpu/f", value)
     reader = Reader(str(tmp_path))
-    assert reader.cpulist("sys/devices/system/cpu/online") is None
-    assert "/sys/devices/system/cpu/online" in reader.warnings[0]
-    assert "'0-3,zz'" in reader.warnings[0]
-    assert "not a CPU list" in reader.warnings[0]
+    assert getattr(reader, read)("sys/devices/system/cpu/f") is None
+    assert reader.warnings[0].startswith("/sys/devices/system/cpu/f: %r" % value.strip())
+    assert what in reader.warnings[0]
 
 
 def test_unreadable_file_is_none_and_a_warning_with_the_os_error(tmp_path):
@@ -107,3 +118,75 @@ def test_reads_follow_sysfs_symlinks(tmp_path):
     os.symlink("../cpufreq/policy4", tmp_path / "sys/devices/system/cpu/cpu4/cpufreq")
     reader = Reader(str(tmp_path))
     assert reader.cpulist("sys/devices/system/cpu/cpu4/cpufreq/related_cpus") == [4, 5]
+
+
+# ---- one test per kernel format, each quoting the kernel function that writes it
+
+
+def test_related_cpus_is_what_cpufreq_show_cpus_writes(tmp_path):
+    """drivers/cpufreq/cpufreq.c show_cpus():
+        for_each_cpu(cpu, mask) { i += sysfs_emit_at(buf, i, "%u ", cpu); ... }
+        i += sysfs_emit_at(buf, i, "\n");
+    so "0 1 2 3 \n" (a space after every number), never "0-3"."""
+    write(tmp_path, "p/related_cpus", "0 1 2 3 \n")
+    write(tmp_path, "p/affected_cpus", "4 5 \n")
+    write(tmp_path, "p/single", "7 \n")
+    write(tmp_path, "p/empty", "\n")
+    reader = Reader(str(tmp_path))
+    assert reader.cpu_numbers("p/related_cpus") == [0, 1, 2, 3]
+    assert reader.cpu_numbers("p/affected_cpus") == [4, 5]
+    assert reader.cpu_numbers("p/single") == [7]
+    assert reader.cpu_numbers("p/empty") == []
+    assert reader.warnings == []
+
+
+def test_topology_lists_are_what_pbl_writes(tmp_path):
+    """drivers/base/topology.c (core_siblings_list, cluster_cpus_list, ...) and
+    drivers/base/cpu.c (online, possible, present) print with "%*pbl\n":
+    ranges joined by commas, "0-3,6\n"."""
+    write(tmp_path, "t/core_siblings_list", "0-3,6\n")
+    write(tmp_path, "t/online", "0\n")
+    reader = Reader(str(tmp_path))
+    assert reader.cpulist("t/core_siblings_list") == [0, 1, 2, 3, 6]
+    assert reader.cpulist("t/online") == [0]
+    assert reader.warnings == []
+
+
+def test_midr_el1_is_what_arm64_cpuinfo_c_writes(tmp_path):
+    """arch/arm64/kernel/cpuinfo.c CPUREGS_ATTR_RO(midr_el1, midr):
+        sprintf(buf, "0x%016llx\n", info->reg_midr)."""
+    write(tmp_path, "r/midr_el1", "0x00000000410fd034\n")
+    reader = Reader(str(tmp_path))
+    assert reader.hex_register("r/midr_el1") == 0x410FD034
+    assert reader.warnings == []
+
+
+def test_cpu_capacity_is_a_decimal(tmp_path):
+    """drivers/base/arch_topology.c cpu_capacity_show(): sysfs_emit(buf, "%lu\n", ...)."""
+    write(tmp_path, "c/cpu_capacity", "1024\n")
+    assert Reader(str(tmp_path)).integer("c/cpu_capacity") == 1024
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 4095), max_size=16))
+def test_show_cpus_round_trip(cpus):
+    import tempfile
+    with tempfile.TemporaryDirectory() as root:
+        with open(os.path.join(root, "related_cpus"), "w") as f:
+            f.write("".join("%d " % c for c in sorted(set(cpus))) + "\n")
+        assert Reader(root).cpu_numbers("related_cpus") == sorted(set(cpus))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=40))
+def test_junk_never_raises_and_warns_with_path(junk):
+    import tempfile
+    with tempfile.TemporaryDirectory() as root:
+        with open(os.path.join(root, "f"), "wb") as f:
+            f.write(junk)
+        reader = Reader(root)
+        for read in (reader.cpu_numbers, reader.hex_register, reader.integer, reader.cpulist):
+            before = len(reader.warnings)
+            value = read("f")
+            if value is None:
+                assert all("/f" in w for w in reader.warnings[before:])

@@ -76,12 +76,22 @@ def test_non_numeric_max_freq_is_null_with_a_warning(tmp_path):
     assert (big["cpus"], big["uarch"], big["max_freq_khz"]) == ([4, 5], "cortex-a72", None)
 
 
-def test_missing_cpuinfo_is_a_warning_and_uarch_unknown(tmp_path):
+def test_missing_cpuinfo_leaves_midr_el1_then_the_soc_table_then_nothing(tmp_path):
     root = board_copy(tmp_path)
     (root / "proc" / "cpuinfo").unlink()
     doc = probe(str(root))
     assert "/proc/cpuinfo is missing: uarch, MIDR and ISA features are unknown" in doc["warnings"]
-    assert all(c["uarch"] is None and c["midr"] is None for c in doc["cpus"])
+    assert [(c["uarch"], c["uarch_source"], c["midr"]) for c in doc["cpus"]][3:5] == [
+        ("cortex-a53", "midr_el1", "0x410fd034"), ("cortex-a72", "midr_el1", "0x410fd082")]
+    for n in range(6):
+        shutil.rmtree(root / CPU / ("cpu%d" % n) / "regs")
+    doc = probe(str(root))
+    assert [(c["uarch"], c["uarch_source"], c["midr"]) for c in doc["cpus"]][3:5] == [
+        ("cortex-a53", "soc-table", None), ("cortex-a72", "soc-table", None)]
+    (root / "proc" / "device-tree" / "compatible").unlink()
+    doc = probe(str(root))
+    assert all(c["uarch"] is None and c["midr"] is None and c["uarch_source"] is None
+               for c in doc["cpus"])
     assert doc["arch"] is None and doc["isa"] == []
     # Capacity and max frequency still separate the two kinds of core.
     assert [(c["name"], c["cpus"]) for c in doc["classes"]] == [("big", [4, 5]),
@@ -100,7 +110,8 @@ def test_empty_cpu_directories_still_list_the_cpus(tmp_path):
     # Nothing tells the three apart: one class, one guessed cluster.
     assert [c["cpus"] for c in doc["classes"]] == [[0, 1, 2]]
     assert [c["cpus"] for c in doc["clusters"]] == [[0, 1, 2]]
-    assert any("guessed" in w for w in doc["warnings"])
+    assert any("clusters follow one cluster per core class" in w for w in doc["warnings"])
+    assert doc["clusters"][0]["source"] == "core-kind"
     json.dumps(doc)
 
 
@@ -129,7 +140,11 @@ def test_unknown_midr_keeps_uarch_null_but_a_class_of_its_own(tmp_path):
     root = board_copy(tmp_path)
     text = (root / "proc" / "cpuinfo").read_text()
     write(root, "proc/cpuinfo", text.replace("CPU part\t: 0xd08", "CPU part\t: 0xabc"))
+    for n in (4, 5):
+        write(root, CPU + "/cpu%d/regs/identification/midr_el1" % n, "0x00000000410fabc2\n")
     doc = probe(str(root))
+    # An undecodable MIDR is still per-core evidence: the SoC table does not override it.
+    assert cpu(doc, 4)["uarch_source"] is None
     assert cpu(doc, 4)["uarch"] is None and cpu(doc, 4)["midr"] == "0x410fabc2"
     assert any("MIDR 0x410fabc2" in w and "CPUs 4-5" in w for w in doc["warnings"])
     assert doc["classes"][0]["cpus"] == [4, 5] and doc["classes"][0]["uarch"] is None
@@ -137,11 +152,13 @@ def test_unknown_midr_keeps_uarch_null_but_a_class_of_its_own(tmp_path):
 
 
 def test_cluster_list_that_mixes_kinds_is_split_with_a_warning(tmp_path):
-    root = board_copy(tmp_path)
+    root = board_copy(tmp_path, "rk3399-nocpufreq")  # no frequency domains to refine it
     for n in range(6):
         write(root, CPU + "/cpu%d/topology/cluster_cpus_list" % n, "0-5\n")
+        write(root, CPU + "/cpu%d/topology/core_siblings_list" % n, "0-5\n")
     doc = probe(str(root))
     assert [c["cpus"] for c in doc["clusters"]] == [[0, 1, 2, 3], [4, 5]]
+    assert [c["source"] for c in doc["clusters"]] == ["cluster_cpus_list+core-kind"] * 2
     assert ("the kernel groups CPUs 0-5 in one cluster (cluster_cpus_list) but they are 2 "
             "kinds of core; split into 0-3, 4-5") in doc["warnings"]
 
@@ -156,6 +173,11 @@ def test_offline_cpu_with_nothing_known_is_in_no_class(tmp_path):
     # ...without it nothing says whether cpu4 is an A53 or an A72.
     shutil.rmtree(root / CPU / "cpufreq" / "policy4")
     os.unlink(root / CPU / "cpu5" / "cpufreq")
+    doc = probe(str(root))
+    # ...except the SoC the device tree names (rockchip,rk3399: cpu4-5 are A72s)...
+    assert (cpu(doc, 4)["uarch"], cpu(doc, 4)["uarch_source"]) == ("cortex-a72", "soc-table")
+    assert cpu(doc, 4)["class"] == "big"
+    (root / "proc" / "device-tree" / "compatible").unlink()
     doc = probe(str(root))
     assert cpu(doc, 4)["class"] is None and cpu(doc, 4)["cluster"] is None
     assert any("CPUs 4: too little is known" in w for w in doc["warnings"])
@@ -217,23 +239,35 @@ _VALUES = st.one_of(
     st.text(max_size=12))
 _PER_CPU = ["cpu_capacity", "online", "topology/core_id", "topology/physical_package_id",
             "topology/thread_siblings_list", "topology/core_siblings_list",
-            "topology/cluster_cpus_list", "cpufreq/cpuinfo_max_freq", "cpufreq/related_cpus"]
+            "topology/cluster_cpus_list", "cpufreq/cpuinfo_max_freq", "cpufreq/related_cpus",
+            "regs/identification/midr_el1"]
 _GLOBAL = ["present", "online", "isolated", "cpufreq/policy0/related_cpus",
            "cpufreq/policy0/cpuinfo_max_freq"]
+_SOC_FILES = st.dictionaries(
+    st.sampled_from(["proc/device-tree/compatible", "proc/device-tree/model",
+                     "system/build.prop"]),
+    st.one_of(st.sampled_from(["rockchip,rk3399\0", "ro.board.platform=msm8974\n",
+                               "qcom,sm8150\0qcom\0", "ro.chipname=exynos7420\n", "=\n"]),
+              st.text(max_size=20)), max_size=3)
 _CPUINFO_LINES = st.sampled_from([
     "processor\t: 0", "processor\t: 1", "processor\t: 7", "processor\t: x", "",
     "CPU implementer\t: 0x41", "CPU part\t: 0xd08", "CPU part\t: 0xzzz", "CPU variant\t: 0x0",
     "CPU revision\t: 3", "CPU architecture: 8", "CPU architecture: 7", "Features\t: fp asimd",
-    "flags\t\t: fpu lm avx2", "Processor\t: ARMv7 Processor rev 3 (v7l)", "garbage", ":"])
+    "flags\t\t: fpu lm avx2", "Processor\t: ARMv7 Processor rev 3 (v7l)", "garbage", ":",
+    "Hardware\t: Qualcomm MSM 8974 HAMMERHEAD", "Hardware\t: MT6797", "Revision\t: c03112",
+    "Hardware\t: SAMSUNG EXYNOS5422", "CPU part\t: 0x06f", "CPU implementer\t: 0x51"])
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("PROBE_FUZZ_EXAMPLES", "80")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(ncpus=st.integers(0, 4),
        per_cpu=st.dictionaries(st.tuples(st.integers(0, 4), st.sampled_from(_PER_CPU)),
                                _VALUES, max_size=25),
        global_files=st.dictionaries(st.sampled_from(_GLOBAL), _VALUES, max_size=5),
-       cpuinfo=st.one_of(st.none(), st.lists(_CPUINFO_LINES, max_size=20)))
-def test_any_tree_gives_a_document_or_a_probe_error(ncpus, per_cpu, global_files, cpuinfo):
+       cpuinfo=st.one_of(st.none(), st.lists(_CPUINFO_LINES, max_size=20)),
+       soc_files=_SOC_FILES)
+def test_any_tree_gives_a_document_or_a_probe_error(ncpus, per_cpu, global_files, cpuinfo,
+                                                    soc_files):
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -245,6 +279,8 @@ def test_any_tree_gives_a_document_or_a_probe_error(ncpus, per_cpu, global_files
             write(tmp, "%s/%s" % (CPU, rel), value)
         if cpuinfo is not None:
             write(tmp, "proc/cpuinfo", "\n".join(cpuinfo))
+        for rel, value in soc_files.items():
+            write(tmp, rel, value)
         try:
             doc = probe(tmp)
         except ProbeError:
@@ -261,3 +297,60 @@ def test_any_tree_gives_a_document_or_a_probe_error(ncpus, per_cpu, global_files
         assert {by_id[i]["class"] for i in cluster["cpus"]} == {cluster["class"]}
         assert all(by_id[i]["cluster"] == cluster["id"] for i in cluster["cpus"])
     assert doc["tvm_target"]["num-cores"] >= 1
+    for c in doc["cpus"]:
+        assert (c["uarch"] is None) == (c["uarch_source"] is None)
+        assert c["uarch_source"] in (None, "midr_el1", "cpuinfo", "cpuinfo-global",
+                                     "soc-table", "frequency", "guess")
+    assert all(c["source"] for c in doc["clusters"])
+
+
+# ------------------------------------------------------------ arch
+
+
+def test_live_arch_is_this_interpreter_elf_not_cpuinfo():
+    from edge_server.board import arch as arch_mod
+
+    doc = probe("/")
+    own = arch_mod.read(sys.executable)
+    assert doc["arch"] == own.arch
+    assert doc["tvm_target"]["mtriple"] == own.mtriple()
+
+
+def test_fixture_arch_comes_from_the_cpuinfo_reader(tmp_path):
+    # A 32-bit reader on an arm64 kernel: "CPU architecture: 8", (v8l), 32-bit hwcaps.
+    block = ("processor\t: %d\nmodel name\t: ARMv8 Processor rev 4 (v8l)\nBogoMIPS\t: 38.40\n"
+             "Features\t: half thumb fastmult vfp edsp neon vfpv3 tls vfpv4 idiva idivt lpae "
+             "evtstrm aes pmull sha1 sha2 crc32\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+             "CPU variant\t: 0x0\nCPU part\t: 0xd03\nCPU revision\t: 4\n\n")
+    write(tmp_path, "proc/cpuinfo", "".join(block % c for c in range(4)))
+    doc = probe(str(tmp_path))
+    assert doc["arch"] == "armv7l"
+    assert doc["tvm_target"]["mtriple"] == "armv7l-linux-gnueabihf"
+    assert doc["tvm_target"]["mcpu"] == "cortex-a53"
+    # The same cores read by a 64-bit process.
+    write(tmp_path, "proc/cpuinfo", (BOARDS / "rk3399" / "proc" / "cpuinfo").read_text())
+    assert probe(str(tmp_path))["arch"] == "aarch64"
+
+
+def test_one_policy_over_two_documented_clusters_is_split_by_the_soc_table(tmp_path):
+    """MT6752-style: no topology files, one cpufreq policy for all 8 A53s (MediaTek's
+    hotplug DVFS), one global CPU block; the datasheet says two clusters of 4."""
+    write(tmp_path, CPU + "/present", "0-7\n")
+    write(tmp_path, CPU + "/online", "0-7\n")
+    write(tmp_path, CPU + "/cpu0/cpufreq/related_cpus", "0 1 2 3 4 5 6 7 \n")
+    write(tmp_path, CPU + "/cpu0/cpufreq/cpuinfo_max_freq", "1690000\n")
+    for n in range(1, 8):
+        os.makedirs(tmp_path / CPU / ("cpu%d" % n))
+        os.symlink("../cpu0/cpufreq", tmp_path / CPU / ("cpu%d" % n) / "cpufreq")
+    write(tmp_path, "proc/cpuinfo",
+          "Processor\t: AArch64 Processor rev 3 (aarch64)\n"
+          + "".join("processor\t: %d\n" % n for n in range(8))
+          + "Features\t: fp asimd aes pmull sha1 sha2 crc32\nCPU implementer\t: 0x41\n"
+            "CPU architecture: AArch64\nCPU variant\t: 0x0\nCPU part\t: 0xd03\n"
+            "CPU revision\t: 3\n\nHardware\t: MT6752\n")
+    doc = probe(str(tmp_path))
+    assert [(c["cpus"], c["source"]) for c in doc["clusters"]] == [
+        ([0, 1, 2, 3], "soc-table"), ([4, 5, 6, 7], "soc-table")]
+    assert all((c["uarch"], c["uarch_source"]) == ("cortex-a53", "cpuinfo-global")
+               for c in doc["cpus"])
+    assert any("split along the documented clusters of MT6752" in w for w in doc["warnings"])

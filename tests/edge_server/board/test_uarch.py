@@ -147,16 +147,6 @@ def test_samsung_m1_vs_m2_by_variant():
     assert uarch.decode(0x41, 0xD08, variant=4) == "cortex-a72"
 
 
-@pytest.mark.parametrize("implementer,name", [
-    (0x41, "arm"), (0x42, "broadcom"), (0x43, "cavium"), (0x46, "fujitsu"),
-    (0x48, "hisilicon"), (0x4E, "nvidia"), (0x50, "apm"), (0x51, "qualcomm"),
-    (0x53, "samsung"), (0x56, "marvell"), (0x61, "apple"), (0x69, "intel"),
-    (0x6D, "microsoft"), (0xC0, "ampere"), (0x00, None), (0x99, None),
-])
-def test_vendor(implementer, name):
-    assert uarch.vendor(implementer) == name
-
-
 def test_names_are_lowercase_hyphenated():
     for name in uarch.known_uarchs():
         assert name == name.lower() and " " not in name and "_" not in name

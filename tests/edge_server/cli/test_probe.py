@@ -32,9 +32,9 @@ def test_table_of_a_fixture_shows_classes_clusters_cpus_and_target():
     assert ["0", "prime", "6-7", "cortex-a76", "2304", "1024"] in lines
     assert ["1", "big", "4-5", "cortex-a76", "2256", "1002"] in lines
     assert ["2", "little", "0-3", "cortex-a55", "1800", "414"] in lines
-    assert ["2", "6-7", "prime"] in lines  # cluster 2
-    assert ["6", "yes", "yes", "prime", "2", "cortex-a76", "0x414fd0b0", "2304", "1024", "0",
-            "0", "6"] in lines
+    assert ["2", "6-7", "prime", "cluster_cpus_list"] in lines  # cluster 2
+    assert ["6", "yes", "yes", "prime", "2", "cortex-a76", "midr_el1", "0x414fd0b0", "2304",
+            "1024", "0", "0", "6"] in lines
     assert '"mcpu": "cortex-a76"' in out and '"num-cores": 8' in out
     assert "isa: aes asimd asimddp" in out
     assert "warnings:" not in out
@@ -44,9 +44,21 @@ def test_table_shows_unknowns_offline_cpus_and_warnings():
     result = run("--root", "tests/fixtures/boards/rk3399-offline")
     assert result.returncode == 0, result.stderr
     lines = [line.split() for line in result.stdout.splitlines()]
-    assert ["4", "no", "no", "big", "1", "-", "-", "1800", "1024", "-", "-", "-"] in lines
+    # cpu4 is offline: no MIDR, its uarch comes from its frequency domain (cpu5's A72).
+    assert ["4", "no", "no", "big", "1", "cortex-a72", "frequency", "-", "1800", "1024", "-",
+            "-", "-"] in lines
+    assert ["1", "4-5", "big", "related_cpus"] in lines
     result = run("--root", "tests/fixtures/boards/snapdragon855")
     assert "warnings:\n  - the kernel groups CPUs 0-7 in one cluster" in result.stdout
+
+
+def test_table_shows_global_block_and_soc_table_provenance():
+    result = run("--root", "tests/fixtures/boards/exynos5422-linux3.10")
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert ["0", "yes", "yes", "little", "0", "cortex-a7", "cpuinfo-global", "-", "1400", "-",
+            "0", "1", "0"] in lines
+    assert ["4", "yes", "yes", "big", "1", "cortex-a15", "soc-table", "-", "2000", "-", "0",
+            "0", "4"] in lines
 
 
 def test_this_machine():
