@@ -19,7 +19,8 @@ from bench import benchlib as bl
 
 # Order: the daemon start-up times first, while nothing else of ours is warm;
 # MetaSchedule, the longest, last.
-SCRIPTS = ["daemon", "sessions", "set_thread_mode", "measurement", "verdict", "metaschedule",
+SCRIPTS = ["daemon", "sessions", "set_thread_mode", "measurement", "sandbox", "verdict",
+           "metaschedule",
            "slots"]
 EXTRA_ARGS = {"sessions": ["--profile"]}
 
@@ -120,6 +121,11 @@ def summary_section(data) -> str:
                      bl.fmt(stock_c.get("median"), " ms"), "–"])
         ratio = (t.get("trials_per_s_ratio") or {}).get("median")
         rows.append([" MetaSchedule trials/s, ours / stock", "report", bl.fmt(ratio, "x"), "–"])
+    sb = data.get("sandbox")
+    if sb:
+        rows.append(_row("per-session sandbox (%s), added at session start, median"
+                         % sb["apply"]["applied"], "< 2 ms",
+                         bl.fmt(sb["target"]["added_ms_median"], " ms"), sb["target"]["met"]))
     me = data.get("measurement")
     if me:
         vs = me.get("all_vs_stock")

@@ -71,13 +71,24 @@ class Board:
             return "stock TVM server (no thread modes)"
         return describe_classes(self.topology or {}) or "unknown topology"
 
+    @property
+    def sandbox(self) -> str:
+        """What the board's sessions are confined by, as the board says it
+        ("landlock v7 + seccomp", "seccomp only (kernel lacks landlock)", ...)."""
+        if not self.edge:
+            return "none (stock server)"
+        box = self.info.get("edge", {}).get("sandbox")
+        if not isinstance(box, dict):
+            return "unknown (older edge-server)"
+        return str(box.get("applied", "unknown"))
+
     def to_json(self) -> dict:
         return {"key": self.key, "address": self.address, "edge": self.edge,
                 "free": self.key_free, "pending": self.key_pending, "total": self.key_total,
                 "classes": self.classes, "cores": self.cores, "arch": self.arch,
                 "suggested_target": self.suggested_target,
                 "board": (self.topology or {}).get("board"), "slot": self.slot,
-                "busy": self.busy}
+                "busy": self.busy, "sandbox": self.sandbox}
 
 
 def describe_classes(topology: dict) -> str:

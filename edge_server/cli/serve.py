@@ -56,12 +56,13 @@ def main(argv: Sequence[str]) -> int:
     from edge_server.daemon.server import Server
     from edge_server.daemon.workroot import WorkRootError
 
-    if config.slots:
-        from edge_server.slots.supervisor import serve_slots
-        return serve_slots(config, topology, probe_topology)
-    server = Server(config, topology, default_mode, probe=probe_topology)
+    from edge_server.session.sandbox import SandboxError
     try:
+        if config.slots:
+            from edge_server.slots.supervisor import serve_slots
+            return serve_slots(config, topology, probe_topology)
+        server = Server(config, topology, default_mode, probe=probe_topology)
         return server.run()
-    except (ServerError, WorkRootError) as err:
+    except (ServerError, WorkRootError, SandboxError) as err:
         _error(err)
         return 1

@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple
 from edge_server.daemon import measure_config
 from edge_server.daemon.workroot import default_work_root
 from edge_server.session.timed import MeasureSettings
+from edge_server.session.limits import Limits, default_address_space
 from edge_server.slots.plan import SLOTS_HELP, check_cache_dir, check_slots, check_threshold
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
@@ -150,6 +151,28 @@ def _same(value, flag):
     return value
 
 
+def _sandbox_mode(text: str, flag: str) -> str:
+    if text not in ("auto", "required", "off"):
+        raise ConfigError("%s %r: use auto (what the kernel has), required (refuse to start "
+                          "without Landlock and seccomp) or off" % (flag, text))
+    return text
+
+
+def _memory(text: str, flag: str) -> int:
+    return default_address_space() if text.strip().lower() == "auto" else parse_size(text, flag)
+
+
+def _optional_size(text: Optional[str], flag: str) -> Optional[int]:
+    return parse_size(text, flag) if text else None
+
+
+def _session_count(value: int, flag: str) -> int:
+    if value < 16:
+        raise ConfigError("%s %d is too low for a TVM session (its thread pool and libraries "
+                          "need more); use at least 16" % (flag, value))
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its flag, its default as typed on the command line, its help, and
@@ -210,6 +233,22 @@ OPTIONS: Tuple[Option, ...] = (
            "$RUNTIME_DIRECTORY or $STATE_DIRECTORY from systemd, else "
            "<tmp>/edge-server-<uid>)", _work_root, metavar="DIR"),
     Option("--verbose", "verbose", False, "debug logging", action="store_true"),
+    # the per-session sandbox (docs/security.md)
+    Option("--sandbox", "sandbox", "auto", "confine each session's code with Landlock, "
+           "seccomp and rlimits: auto takes what the kernel has, required refuses to start "
+           "without Landlock and seccomp, off is for debugging", _sandbox_mode,
+           metavar="auto|required|off"),
+    Option("--session-max-memory", "session_max_memory", "auto", "address space a session "
+           "may add to what it maps at start (auto: 3/4 of RAM)", _memory, metavar="SIZE"),
+    Option("--session-max-files", "session_max_files", 1024, "open files per session "
+           "process", _session_count, type=int, metavar="N"),
+    Option("--session-max-procs", "session_max_procs", 512, "processes and threads of the "
+           "daemon's user a session may reach (RLIMIT_NPROC; the kernel ignores it for root)",
+           _session_count, type=int, metavar="N"),
+    Option("--session-max-file-size", "session_max_file_size", None, "largest file a "
+           "session may write (default: --max-disk)", _optional_size, metavar="SIZE"),
+    Option("--allow-perf", "allow_perf", False, "let sessions use perf_event_open "
+           "(hardware counters)", action="store_true"),
     Option("--slots", "slots", None, SLOTS_HELP, check_slots, metavar="SPEC"),
     Option("--slot-threshold", "slot_threshold", "3", "largest slowdown, in percent, busy "
            "co-slots may cause a slot for --slots auto to form it (3 or 3%%)", check_threshold,
@@ -244,6 +283,19 @@ class Config:
     max_upload_bytes: int = _DEFAULTS["max_upload_bytes"]
     max_disk_bytes: int = _DEFAULTS["max_disk_bytes"]
     work_root: str = field(default_factory=default_work_root)
+    sandbox: str = _DEFAULTS["sandbox"]
+    session_max_memory: int = _DEFAULTS["session_max_memory"]
+    session_max_files: int = _DEFAULTS["session_max_files"]
+    session_max_procs: int = _DEFAULTS["session_max_procs"]
+    session_max_file_size: Optional[int] = _DEFAULTS["session_max_file_size"]
+    allow_perf: bool = _DEFAULTS["allow_perf"]
+
+    @property
+    def session_limits(self) -> Limits:
+        """The rlimits every session process sets (edge_server.session.limits)."""
+        return Limits(address_space=self.session_max_memory, open_files=self.session_max_files,
+                      processes=self.session_max_procs,
+                      file_size=self.session_max_file_size or self.max_disk_bytes)
     slots: Optional[str] = _DEFAULTS["slots"]          # --slots SPEC; None = one server
     slot_threshold: float = _DEFAULTS["slot_threshold"]
     calibration_cache: Optional[str] = _DEFAULTS["calibration_cache"]

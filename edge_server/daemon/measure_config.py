@@ -112,6 +112,10 @@ def at_start(config) -> None:
             check_permitted(measure.root)
         except ClockLockError as err:
             raise MeasureConfigError(str(err)) from None
+        if getattr(config, "sandbox", "off") != "off" and _landlock_abi():
+            raise MeasureConfigError(
+                "--lock-clocks needs --sandbox off for now: under Landlock a session cannot "
+                "create the state files that let the daemon restore the clocks after a crash")
 
 
 def at_stop(config) -> None:
@@ -142,3 +146,52 @@ def board_conditions(root: str, topology: dict) -> dict:
     except OSError as err:      # the registration must not fail for a sensor
         log.warning("reading board conditions under %s: %s", root, err.strerror)
         return {}
+
+
+# What a session reads for its conditions, beyond the CPU sysfs and /proc/self
+# its sandbox already allows (edge_server.session.sandbox).
+_CONDITION_READS = ("/sys/class/thermal", "/sys/devices/platform/soc/soc:firmware", "/proc/stat")
+
+
+def sandbox_for_verdicts(plan, config):
+    """The session sandbox plan, widened to what the verdict reads: thermal
+    zones and cooling devices (where their /sys/class/thermal links lead), the
+    Raspberry Pi firmware's throttle bits, /proc/stat, a --root fixture tree;
+    and read-write the idle temperatures file, created here so the session
+    only rewrites it (Landlock lets a session write files, not create them)."""
+    if not plan.enabled:
+        return plan
+    reads = list(_CONDITION_READS)
+    thermal = "/sys/class/thermal"
+    try:
+        reads += [os.path.realpath(os.path.join(thermal, n)) for n in os.listdir(thermal)]
+    except OSError:
+        pass
+    if config.root:
+        reads.append(config.root)
+    writes = []
+    idle = _idle_file(resolved(config))
+    if idle:
+        writes.append(idle)
+    reads = tuple(p for p in reads if os.path.exists(p) and p not in plan.read_only)
+    return dataclasses.replace(plan, read_only=plan.read_only + reads,
+                               read_write=plan.read_write + tuple(writes))
+
+
+def _idle_file(measure: MeasureSettings) -> Optional[str]:
+    from edge_server.session.cooldown import IDLE_FILE
+    path = os.path.join(measure.state_dir, IDLE_FILE)
+    try:
+        os.makedirs(measure.state_dir, mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+    except OSError as err:
+        log.warning("cannot create %s for the idle temperatures: %s; cooldown will use "
+                    "each session's own readings", path, err.strerror)
+        return None
+    return path
+
+
+def _landlock_abi() -> int:
+    from edge_server.session import landlock
+    return landlock.probe()[0]

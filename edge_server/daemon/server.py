@@ -19,6 +19,7 @@ rules every child lives by are in forking.py.
 """
 import gc
 import logging
+import os
 import select
 import signal
 import time
@@ -27,13 +28,15 @@ from typing import Callable, Optional
 from edge_server.daemon import forking
 from edge_server.daemon.config import Config, ConfigError, check_default_mode
 from edge_server.daemon.listener import Listener, Peer
-from edge_server.daemon.measure_config import after_session, at_stop, board_conditions, resolved
+from edge_server.daemon.measure_config import (after_session, at_stop, board_conditions,
+                                               resolved, sandbox_for_verdicts)
 from edge_server.daemon.notify import Notifier
 from edge_server.daemon.signals import SignalFlags
 from edge_server.daemon.status import StatusBoard, status_line
 from edge_server.daemon.supervisor import POLLRDHUP, ProcessOps, SlotEvents, Supervisor
 from edge_server.daemon.tracker import TrackerRegistration
 from edge_server.daemon.workroot import WorkRoot
+from edge_server.session.sandbox import make_plan
 
 log = logging.getLogger("edge_server.daemon.server")
 
@@ -56,6 +59,9 @@ class Server(SlotEvents):
         self._notifier = notifier or Notifier.from_env()
         self._probe = probe
         self._clock = clock
+        self.sandbox = sandbox_for_verdicts(
+            make_plan(config.sandbox, config.session_limits, os.getpid(), config.allow_perf,
+                      config.load_library), config)
         self._work = WorkRoot(config.work_root)
         self._signals = SignalFlags()
         self._status = StatusBoard(self._notifier.status)
@@ -132,6 +138,7 @@ class Server(SlotEvents):
         info = dict(self.topology)
         info["default_mode"] = self.default_mode
         info["conditions"] = board_conditions(self.config.measure.root, self.topology)
+        info["sandbox"] = self.sandbox.info()
         return info
 
     def _context(self, work_dir: str, peer: str):
@@ -143,6 +150,7 @@ class Server(SlotEvents):
                               max_upload_bytes=self.config.max_upload_bytes,
                               max_disk_bytes=self.config.max_disk_bytes,
                               fixture_root=self.config.root is not None,
+                              sandbox=self.sandbox,
                               measure=resolved(self.config))
 
     def _inherited(self, keep) -> list:
@@ -326,7 +334,8 @@ class Server(SlotEvents):
         s = self.slot.session
         return status_line(stopping=self._stopping, serving=s.peer if s else None,
                            mode=s.mode if s else None, port=self.port, key=self.config.key,
-                           registration=self._link, ok=self.ok, failed=self.failed)
+                           registration=self._link, ok=self.ok, failed=self.failed,
+                           sandbox=self.sandbox.describe())
 
     def _update_status(self) -> None:
         self._status.show(self.status_line())

@@ -9,7 +9,8 @@ from typing import Callable, Optional
 
 
 def status_line(*, stopping: bool, serving: Optional[str], mode: Optional[str],
-                port: Optional[int], key: str, registration, ok: int, failed: int) -> str:
+                port: Optional[int], key: str, registration, ok: int, failed: int,
+                sandbox: Optional[str] = None) -> str:
     """`serving`/`mode`: the peer in a session and its effective mode, or None;
     `registration`: the TrackerRegistration, or None for direct connections."""
     parts = []
@@ -33,6 +34,8 @@ def status_line(*, stopping: bool, serving: Optional[str], mode: Optional[str],
     elif reg is None:
         parts.append("direct connections with key %s" % (key or "''"))
     parts.append("sessions: %d ok, %d failed" % (ok, failed))
+    if sandbox:
+        parts.append("sandbox: " + sandbox)
     return "; ".join(parts)
 
 

@@ -149,6 +149,7 @@ class Supervisor:
         ctx = self._context(work_dir, peer)
         conn.setblocking(True)
         now = self._clock()
+        self._adopt_spare_dir(work_dir)
         child, how = self._take_spare(conn, work_dir, peer), "prepared in advance"
         if child is None:
             how = "forked"
@@ -176,6 +177,21 @@ class Supervisor:
         if request.timeout and cap:
             return min(request.timeout, cap)
         return request.timeout or cap
+
+    def _adopt_spare_dir(self, work_dir: str) -> None:
+        """Move the spare's own work dir, the one its sandbox lets it write (the
+        grant follows the inode), to the session's name; retire it if that fails."""
+        spare = self.spare
+        if spare is None or not spare.work_dir:
+            return
+        try:
+            os.rename(spare.work_dir, work_dir)   # replaces the fresh, empty dir
+        except OSError as err:
+            log.warning("moving spare work dir %s to %s failed: %s; forking a session",
+                        spare.work_dir, work_dir, err.strerror)
+            self._retire(spare)
+            return
+        spare.work_dir = ""
 
     def _take_spare(self, conn: socket.socket, work_dir: str, peer: str) -> Optional[Child]:
         """The spare, now serving `conn`; None (spare retired if broken) to fork instead."""
@@ -216,10 +232,19 @@ class Supervisor:
         if self.spare is None:
             if now < self.backoff.retry_at:
                 return
-            spare = fork_spare(self._ops.fork, self._context("", NOT_CONNECTED), now)
-            if spare is None:
+            try:   # its own dir now: its sandbox is applied before TVM's pool exists
+                spare_dir = self._work.new_session_dir(prefix="p")
+            except OSError as err:
+                log.warning("cannot create a spare work dir in %s: %s", self._work.own_dir,
+                            err.strerror)
                 self.backoff.fork_failed(now)
                 return
+            spare = fork_spare(self._ops.fork, self._context(spare_dir, NOT_CONNECTED), now)
+            if spare is None:
+                remove_tree(spare_dir)
+                self.backoff.fork_failed(now)
+                return
+            spare.work_dir = spare_dir
             self.spare = self.children[spare.pid] = spare
         s = self.session
         if self.spare.state is State.SPARE and (s is None or s.state is not State.SERVING):
@@ -236,6 +261,7 @@ class Supervisor:
         self._close_pipes(spare)
         self._ops.killpg(spare.pid)
         spare.move(State.RETIRED)
+        self._remove_spare_dir(spare)
 
     # ---- what the session child and its client do ---------------------------------------------
     def client_gone(self, s: Child) -> None:
@@ -347,7 +373,14 @@ class Supervisor:
         if spare is self.spare:
             self.spare = None
         self._close_pipes(spare)
+        self._remove_spare_dir(spare)
         log_death(spare, status, self.backoff.died(self._clock()))
+
+    @staticmethod
+    def _remove_spare_dir(spare: Child) -> None:
+        if spare.work_dir:
+            remove_tree(spare.work_dir)
+            spare.work_dir = ""
 
     def _ended(self, s: Child, status: int) -> None:
         """The one place a session is accounted: logged, counted, its work dir removed."""

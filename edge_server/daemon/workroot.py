@@ -120,10 +120,11 @@ class WorkRoot:
             os.close(fd)
         return False
 
-    def new_session_dir(self) -> str:
-        """A fresh, empty directory for the next session (mode 0700)."""
+    def new_session_dir(self, prefix: str = "s") -> str:
+        """A fresh, empty directory for the next session (mode 0700); prefix "p"
+        for a spare's, renamed to an "s" one when its client comes."""
         self._seq += 1
-        path = os.path.join(self.own_dir, "s%d" % self._seq)
+        path = os.path.join(self.own_dir, "%s%d" % (prefix, self._seq))
         if os.path.lexists(path):
             remove_tree(path)
         os.mkdir(path, 0o700)

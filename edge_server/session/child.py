@@ -33,6 +33,7 @@ from edge_common.cpulist import format_cpulist
 from edge_server.session.ipc import ModeReporter
 from edge_common.modes import ModeError, Resolution
 from edge_common.slots import resolve_mode as resolve   # within the session's slot, if any
+from edge_server.session import sandbox as sandbox_mod
 from edge_server.session.pinning import PinningError, ThreadPinner
 from edge_server.session.timed import MeasureSettings, Measurements
 from edge_server.session.workdir import WorkDir
@@ -56,6 +57,7 @@ class SessionContext:
     mode_report_fd: Optional[int] = None   # pipe to the daemon for the effective mode
                                            # (edge_server.session.ipc); None: nobody listens
     measure: MeasureSettings = MeasureSettings()  # verdicts, cooldown, --lock-clocks
+    sandbox: Optional[sandbox_mod.Plan] = None   # None or mode off: no sandbox
 
 
 class ThreadModes:
@@ -76,6 +78,7 @@ class ThreadModes:
         self._fallback_from = None      # the fixture resolution this machine lacks
         self._default_state: Optional[dict] = None
         self._resolved: Dict[str, Resolution] = {}
+        self.extra: dict = {}           # more keys of every state (the sandbox's)
 
     def start(self) -> None:
         """Create TVM's pool and apply the default mode. A failure is
@@ -152,7 +155,7 @@ class ThreadModes:
                     format_cpulist(state["cpus"]),
                     extra={"PEER": self.ctx.peer, "THREAD_MODE": state["mode"]})
         self.report(state["mode"])
-        return json.dumps(state)
+        return json.dumps(dict(state, **self.extra))
 
     def _check_exists_here(self, mode: str, cpus) -> None:
         missing = sorted(set(cpus) - set(self.host_cpus))
@@ -165,7 +168,7 @@ class ThreadModes:
                            format_cpulist(self.host_cpus)))
 
     def state(self) -> str:
-        return json.dumps(self._require_pinner().state())
+        return json.dumps(dict(self._require_pinner().state(), **self.extra))
 
 
 class PreparedSession:
@@ -175,7 +178,10 @@ class PreparedSession:
         global _SESSION
         self.ctx = ctx
         self.work: Optional[WorkDir] = None
+        # First, while this process has one thread: Landlock misses threads that exist.
+        self.sandbox = sandbox_mod.apply(ctx.sandbox, ctx.work_dir)
         self.modes = ThreadModes(ctx)
+        self.modes.extra["sandbox"] = self.sandbox.state()
         self.modes.start()
         self.libraries = _load_libraries(ctx)
         self._topology_json: Optional[str] = None
@@ -218,12 +224,16 @@ class PreparedSession:
         exit code for the child (0 when the session ended normally)."""
         from tvm.rpc import _ffi_api
         _check_same_setup(self.ctx, ctx)
+        _check_sandboxed_dir(self.ctx, ctx, self.sandbox)
         os.chdir(ctx.work_dir)
+        if self.sandbox is not sandbox_mod.OFF:
+            sandbox_mod.enter(ctx.work_dir)
         self.ctx = ctx
         self.work = WorkDir(ctx.work_dir, ctx.max_upload_bytes, ctx.max_disk_bytes)
         self.modes.announce(ctx, ModeReporter(ctx.mode_report_fd))
         _log_libraries(ctx, self.libraries)
         self.measure.start(ctx.peer)
+        _log_sandbox(ctx, self.sandbox)
         try:
             _ffi_api.ServerLoop(conn.fileno())
         except Exception as err:  # the client vanished or sent garbage mid-session
@@ -301,6 +311,23 @@ def _check_same_setup(prepared: SessionContext, ctx: SessionContext) -> None:
                    if getattr(same, f.name) != getattr(prepared, f.name)]
         raise ValueError("session %s: prepared for other settings (%s differ); "
                          "a fresh session process is needed" % (ctx.peer, ", ".join(changed)))
+
+
+def _check_sandboxed_dir(prepared: SessionContext, ctx: SessionContext, applied) -> None:
+    """A sandboxed process may write only the work dir it was prepared for."""
+    if applied.grants(ctx.work_dir):
+        return
+    raise ValueError("session %s: sandboxed for work dir %s, asked to serve in %s; a fresh "
+                     "session process is needed" % (ctx.peer, prepared.work_dir, ctx.work_dir))
+
+
+def _log_sandbox(ctx: SessionContext, applied) -> None:
+    cost = sum(applied.cost_ms.values())
+    extra = {"PEER": ctx.peer}
+    logger.info("session %s: sandbox %s (%.2f ms)", ctx.peer, applied.description, cost,
+                extra=extra)
+    for error in applied.errors:
+        logger.warning("session %s: sandbox part left out: %s", ctx.peer, error, extra=extra)
 
 
 def _link_module(path: str) -> bytes:

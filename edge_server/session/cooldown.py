@@ -43,6 +43,8 @@ class IdleTemps:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as err:
+            if os.path.exists(self.path) and os.path.getsize(self.path) == 0:
+                return {}                   # created empty by the daemon
             logger.warning("cooldown: ignoring idle temperatures in %s: %s", self.path, err)
             return {}
         if not isinstance(data, dict):
@@ -61,12 +63,17 @@ class IdleTemps:
             self._save()
 
     def _save(self) -> None:
-        tmp = "%s.%d" % (self.path, os.getpid())
+        """Rewrite the file in place, in one write: under the session sandbox the
+        daemon has created it and a session may write it but not create files."""
+        data = json.dumps(self.readings).encode()
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            with open(tmp, "w") as f:
-                json.dump(self.readings, f)
-            os.replace(tmp, self.path)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, data)
+            finally:
+                os.close(fd)
         except OSError as err:
             logger.warning("cooldown: cannot write %s: %s", self.path, err.strerror)
 

@@ -14,6 +14,7 @@ import socket
 
 from edge_server.session import child as session_mod
 from edge_server.session.ipc import MAX_HANDOFF, PREPARE, parse_handoff
+from edge_server.session.sandbox import WorkDirMoved
 
 log = logging.getLogger("edge_server.session.spare")
 
@@ -32,7 +33,10 @@ def spare_main(channel: socket.socket, template: session_mod.SessionContext) -> 
         if not msg:
             return 0                      # retired by the daemon
         if msg == PREPARE and prepared is None:
-            prepared = session_mod.prepare_session(template)
+            try:
+                prepared = session_mod.prepare_session(template)
+            except WorkDirMoved:
+                pass     # its client came meanwhile: set up below, under the new name
     conn = socket.socket(fileno=fds[0])
     channel.close()
     work_dir, peer = parse_handoff(msg)

@@ -26,6 +26,8 @@ NEEDED_SYSCALLS = (
     "sendmsg", "recvfrom", "mmap", "mprotect", "munmap", "flock", "openat", "getdents64",
     "mkdir", "unlinkat", "rename", "fchmod", "pipe2", "dup3", "futex", "prctl",
     "epoll_wait", "poll", "sched_yield", "getrandom",
+    # the per-session sandbox (edge_server/session/sandbox.py)
+    "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self", "seccomp",
 )
 
 

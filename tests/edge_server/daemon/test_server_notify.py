@@ -26,6 +26,7 @@ from tests.support import procs
 
 DEPLOY = procs.REPO / "deploy"
 KEY = "notify-board"
+SANDBOX_TAIL = re.compile(r"; sandbox: [^;]+$")
 
 
 # ---- systemd's end of NOTIFY_SOCKET ---------------------------------------------------
@@ -67,7 +68,9 @@ class NotifySocket:
             return list(self.messages)
 
     def lines(self):
-        return [m for _, _, m in self.all()]
+        """The lines, each STATUS without its constant '; sandbox: ...' tail
+        (checked on its own in test_status_follows_registration_...)."""
+        return [SANDBOX_TAIL.sub("", m) for _, _, m in self.all()]
 
     def statuses(self):
         return [m[len("STATUS="):] for m in self.lines() if m.startswith("STATUS=")]
@@ -229,6 +232,9 @@ def test_status_follows_registration_sessions_and_failures(tmp_path, notify, sha
         del remote
         closed()
         assert notify.senders() == {daemon.pid}     # never a session child (NotifyAccess=main)
+        raw = [m for _, _, m in notify.all() if m.startswith("STATUS=idle")]
+        assert raw and all(re.search(r"; sandbox: (landlock v\d|seccomp only|none: )", m)
+                           for m in raw), raw
     finally:
         assert daemon.proc.stop() == 0
 

@@ -37,14 +37,15 @@ def test_list_shows_boards_keys_state_and_classes(stack):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["KEY", "ADDRESS", "SERVER", "FREE", "PENDING", "CORE", "CLASSES",
-                                "AT", "REGISTRATION"]
+                                "SANDBOX", "AT", "REGISTRATION"]
     local_line = next(line for line in lines if line.startswith(LOCAL + " "))
     assert local_line.endswith("no cpufreq, no thermal zones")   # this VM (issue 13)
     rk_line = next(line for line in lines if line.startswith(RK))
     assert "big 2×cortex-a72@1.8GHz, little 4×cortex-a53@1.42GHz" in rk_line
     assert "127.0.0.1:%d" % stack.rk3399.port in rk_line and " 1/1 " in rk_line
     stock_line = next(line for line in lines if line.startswith(STOCK))
-    assert "stock" in stock_line.split()
+    assert "stock" in stock_line.split() and stock_line.endswith("none (stock server)")
+    assert "seccomp" in rk_line.split("@1.42GHz", 1)[1] or "landlock" in rk_line   # SANDBOX
 
 
 def test_list_json(stack):
@@ -54,6 +55,8 @@ def test_list_json(stack):
     assert boards[RK]["edge"] and boards[RK]["arch"] == "aarch64"
     assert [c["name"] for c in boards[RK]["classes"]] == ["big", "little"]
     assert boards[STOCK]["edge"] is False and boards[STOCK]["classes"] == []
+    assert boards[STOCK]["sandbox"] == "none (stock server)"
+    assert boards[RK]["sandbox"].startswith(("landlock", "seccomp", "none: kernel lacks"))
 
 
 def test_probe_shows_topology_and_targets(stack):
