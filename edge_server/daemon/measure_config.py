@@ -170,7 +170,10 @@ def sandbox_for_verdicts(plan, config):
     if config.root:
         reads.append(config.root)
     writes = []
-    idle = _idle_file(resolved(config))
+    measure = resolved(config)
+    zones = [n for n in _listdir(os.path.join(measure.root, "sys/class/thermal"))
+             if n.startswith("thermal_zone")]
+    idle = _idle_file(measure) if zones else None   # no zones: nothing to record
     if idle:
         writes.append(idle)
     reads = tuple(p for p in reads if os.path.exists(p) and p not in plan.read_only)
@@ -195,3 +198,10 @@ def _idle_file(measure: MeasureSettings) -> Optional[str]:
 def _landlock_abi() -> int:
     from edge_server.session import landlock
     return landlock.probe()[0]
+
+
+def _listdir(path: str) -> list:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []

@@ -100,7 +100,7 @@ def fixture_board(tmp_path):
 def start(tmp_path, board, *extra):
     return procs.start_edge_server(tmp_path, None, key="lock-key", args=[
         "--root", board.root, "--lock-clocks", "max", "--clock-state", tmp_path / "state",
-        "--work-root", tmp_path / "work", *extra])
+        "--work-root", tmp_path / "work", "--sandbox", "off", *extra])
 
 
 def begin(remote):
@@ -194,3 +194,19 @@ def test_daemon_stop_restores_a_session_still_locked(tmp_path):
     assert settings(board, 0) == dict(ORIGINAL, scaling_max_freq="1416000")
     assert not (tmp_path / "state/clock-locks/clock-lock-policy0.json").exists()
     del remote
+
+
+def test_lock_clocks_refused_under_landlock(tmp_path):
+    import subprocess
+    from edge_server.session import landlock
+    if not landlock.probe()[0]:
+        pytest.skip("this kernel has no Landlock")
+    board = fixture_board(tmp_path)
+    port = procs.free_port()
+    out = subprocess.run(procs.edge_server_argv("--root", board.root, "--lock-clocks", "max",
+                                                "--port", port, "--port-end", port + 1,
+                                                "--work-root", tmp_path / "work"),
+                         capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(procs.REPO)))
+    assert out.returncode == 2
+    assert "--lock-clocks needs --sandbox off for now" in out.stderr
