@@ -33,11 +33,11 @@ def boards_table(boards) -> str:
                "%d/%d" % (b.key_free, b.key_total), str(b.key_pending)]
         if slots:
             row.append(b.describe_slot())
-        rows.append(row + [b.describe_classes(), b.sandbox,
+        rows.append(row + [b.describe_classes(),
                            conditions_text((b.topology or {}).get("conditions"))
-                           if b.edge else "-"])
+                           if b.edge else "-", b.sandbox])
     headers = ["KEY", "ADDRESS", "SERVER", "FREE", "PENDING"] + (["SLOT"] if slots else [])
-    return table(headers + ["CORE CLASSES", "SANDBOX", "AT REGISTRATION"], rows, right=(3, 4))
+    return table(headers + ["CORE CLASSES", "AT REGISTRATION", "SANDBOX"], rows, right=(3, 4))
 
 
 def probe_text(board: str, topology: dict, state: Optional[dict], targets: dict) -> str:
