@@ -3,11 +3,13 @@
 # a systemd service: a virtual environment with this checkout pip-installed,
 # the unit, the settings file, then `systemctl enable --now`.
 #
-#   sudo deploy/install.sh                        # board: edge-server.service
-#   sudo deploy/install.sh --tracker 10.0.0.5:9190 --key rk3399
+#   sudo deploy/install.sh --tracker 10.0.0.5:9190 --key rk3399     # board, from PyPI
+#   sudo deploy/install.sh --tracker 10.0.0.5:9190 --key rk3399 --wheelhouse DIR  # offline
+#   sudo deploy/install.sh                        # upgrade: keeps /etc/default/edge-server
 #   sudo deploy/install.sh --role tracker         # host: tvm-tracker.service
-#   deploy/install.sh --dry-run                   # print every action, change nothing
-#   DESTDIR=/tmp/img deploy/install.sh            # stage under /tmp/img, no systemctl
+#   sudo deploy/install.sh --uninstall            # stop, disable, remove (keeps settings)
+#   deploy/install.sh --dry-run ...               # print every action, change nothing
+#   DESTDIR=/tmp/img deploy/install.sh ...        # stage under /tmp/img, no systemctl
 #
 # Run `deploy/install.sh --help` for every option.
 set -euo pipefail
@@ -16,7 +18,7 @@ PROG=install.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC=$(dirname "$HERE")
 DEFAULT_PREFIX=/opt/edge-server
-MIN_PYTHON=3.9
+MIN_PYTHON=3.10
 
 PREFIX=$DEFAULT_PREFIX
 ROLE=board
@@ -27,6 +29,10 @@ TRACKER=
 KEY=
 PIP_ARGS=()
 DESTDIR=${DESTDIR:-}
+WHEELHOUSE=
+UNINSTALL=0
+PURGE=0
+ENV_FILE=/etc/default/edge-server
 
 usage() {
     cat <<EOF
@@ -41,10 +47,18 @@ Installs into a virtual environment and sets up a systemd service.
                         (default $DEFAULT_PREFIX); the units run DIR/bin/...
   --python PY           interpreter for the environment (default /usr/bin/python3,
                         at least $MIN_PYTHON, outside /home and /root)
-  --tracker HOST:PORT   TRACKER= in a newly written settings file
-  --key KEY             KEY= in a newly written settings file
-  --pip-arg ARG         pass ARG to pip install (repeatable), e.g.
-                        --pip-arg=--find-links=/media/wheels --pip-arg=--no-index
+  --tracker HOST:PORT   TRACKER= in a newly written settings file ([v6addr]:PORT
+                        for IPv6); required on a first install
+  --key KEY             KEY= in a newly written settings file; required on a
+                        first install. An upgrade reads both from the existing
+                        $ENV_FILE
+  --wheelhouse DIR      install offline from DIR (made by "make wheelhouse
+                        ARCH=..." on any machine): no network, no compiler; the
+                        systemd module comes from the Debian package in DIR
+  --pip-arg ARG         pass ARG to pip install (repeatable), e.g. --pip-arg=--pre
+  --uninstall           stop and disable the service, remove its unit and the
+                        environment at --prefix; the settings file stays
+  --purge               with --uninstall: remove $ENV_FILE too
   --destdir DIR         stage everything under DIR (same as DESTDIR=DIR): no
                         systemctl, root not needed; scripts in the staged
                         environment point at PREFIX, so DIR can be copied to /
@@ -87,6 +101,10 @@ parse_args() {
             --tracker=*) TRACKER=${1#*=} ;;
             --key) KEY=${2:?--key needs a key}; shift ;;
             --key=*) KEY=${1#*=} ;;
+            --wheelhouse) WHEELHOUSE=${2:?--wheelhouse needs a directory}; shift ;;
+            --wheelhouse=*) WHEELHOUSE=${1#*=} ;;
+            --uninstall) UNINSTALL=1 ;;
+            --purge) PURGE=1 ;;
             --pip-arg) PIP_ARGS+=("${2:?--pip-arg needs an argument}"); shift ;;
             --pip-arg=*) PIP_ARGS+=("${1#*=}") ;;
             --destdir) DESTDIR=${2:?--destdir needs a directory}; shift ;;
@@ -118,14 +136,64 @@ validate_args() {
         esac
         SYSTEMCTL=0
     fi
-    if [ -n "$KEY" ] && ! [[ $KEY =~ ^[A-Za-z0-9._-]+$ ]]; then
-        die "--key '$KEY' has characters a TVM key cannot carry; use letters, digits, '.', '_' and '-' (e.g. rk3399)"
+    if [ -n "$KEY" ] && [[ $KEY =~ [[:space:]] ]]; then
+        die "--key '$KEY' contains whitespace, which the RPC handshake splits on; e.g. ${KEY//[[:space:]]/-}"
     fi
-    if [ -n "$TRACKER" ] && ! [[ $TRACKER =~ ^[^[:space:]:]+:[0-9]+$ ]]; then
-        die "--tracker '$TRACKER' is not HOST:PORT (e.g. 10.0.0.5:9190)"
+    if [ -n "$KEY" ] && ! [[ $KEY =~ ^[A-Za-z0-9._-]+$ ]]; then
+        note "warning: --key '$KEY': stock TVM takes it, but MetaSchedule's RPCConfig.count_num_servers will not count this board (it parses the tracker summary on ':'); letters, digits, '.', '_' and '-' work everywhere"
+    fi
+    if [ -n "$TRACKER" ] && ! valid_tracker "$TRACKER"; then
+        die "--tracker '$TRACKER' is not HOST:PORT (e.g. 10.0.0.5:9190, tracker.lan:9190 or [fd00::5]:9190)"
     fi
     if [ "$ROLE" = tracker ] && { [ -n "$KEY" ] || [ -n "$TRACKER" ]; }; then
         die "--tracker and --key configure a board; the tracker role has no settings file"
+    fi
+    if [ "$PURGE" = 1 ] && [ "$UNINSTALL" = 0 ]; then
+        die "--purge goes with --uninstall"
+    fi
+    if [ "$UNINSTALL" = 1 ] && [ -n "$TRACKER$KEY$WHEELHOUSE" ]; then
+        die "--uninstall takes no --tracker, --key or --wheelhouse"
+    fi
+    if [ -n "$WHEELHOUSE" ]; then
+        case $WHEELHOUSE in /*) ;; *) WHEELHOUSE=$(pwd)/$WHEELHOUSE ;; esac
+        [ -f "$WHEELHOUSE/wheelhouse.txt" ] \
+            || die "--wheelhouse $WHEELHOUSE has no wheelhouse.txt; build one with: make wheelhouse ARCH=$(uname -m)"
+    fi
+}
+
+# HOST:PORT with a name or IPv4 host, or [IPv6]:PORT, port 1-65535.
+valid_tracker() {
+    local port
+    if [[ $1 =~ ^\[[0-9A-Fa-f:.]+\]:([0-9]+)$ ]] || [[ $1 =~ ^[^][[:space:]:]+:([0-9]+)$ ]]; then
+        port=${BASH_REMATCH[1]}
+        [ "${#port}" -le 5 ] && [ "$port" -ge 1 ] && [ "$port" -le 65535 ]
+    else
+        return 1
+    fi
+}
+
+# A value from the existing settings file (NAME=value, optionally quoted).
+env_value() {
+    sed -n "s/^$1=[\"']\{0,1\}\([^\"']*\)[\"']\{0,1\}[[:space:]]*\$/\1/p" "$2" | tail -n 1
+}
+
+# A first install must say where the tracker is and which key to use; an
+# upgrade takes both from the settings file it keeps.
+check_settings() {
+    [ "$ROLE" = board ] && [ "$UNINSTALL" = 0 ] || return 0
+    local env=$DESTDIR$ENV_FILE
+    if [ -f "$env" ]; then
+        local t k
+        t=$(env_value TRACKER "$env")
+        k=$(env_value KEY "$env")
+        if [ -z "$t" ] || [ -z "$k" ]; then
+            die "$env has no TRACKER= or KEY= value; edit it (e.g. TRACKER=10.0.0.5:9190, KEY=rk3399) and rerun"
+        fi
+        note "settings from $env: TRACKER=$t KEY=$k"
+        return 0
+    fi
+    if [ -z "$TRACKER" ] || [ -z "$KEY" ]; then
+        die "a first install needs --tracker HOST:PORT and --key KEY, e.g. $PROG --tracker 10.0.0.5:9190 --key rk3399 (no $env to read them from)"
     fi
 }
 
@@ -147,7 +215,7 @@ pick_python() {
     command -v "$PYTHON" >/dev/null 2>&1 \
         || die "no Python interpreter '$PYTHON'; install it: apt-get install -y python3 python3-venv"
     "$PYTHON" -c "import sys; sys.exit(sys.version_info < tuple(map(int, '$MIN_PYTHON'.split('.'))))" \
-        || die "Python '$PYTHON' is $("$PYTHON" -c 'import platform; print(platform.python_version())'); edge-server needs Python >= $MIN_PYTHON (Debian 11+, Ubuntu 22.04+), or pass --python for a newer one"
+        || die "Python '$PYTHON' is $("$PYTHON" -c 'import platform; print(platform.python_version())'); edge-server needs Python >= $MIN_PYTHON (the pinned apache-tvm 0.27 wheels; Debian 12+, Ubuntu 22.04+, Raspberry Pi OS Bookworm+), or pass --python for a newer one"
     local real
     real=$("$PYTHON" -c 'import os, sys; print(os.path.realpath(sys.executable))')
     case $real in
@@ -160,7 +228,10 @@ pick_python() {
 missing_packages() {
     local missing=()
     "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
-    if [ "$ROLE" = board ]; then
+    if [ -n "$WHEELHOUSE" ]; then
+        # every wheel is prebuilt; the systemd module is unpacked from a .deb
+        command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+    elif [ "$ROLE" = board ]; then
         # systemd-python is built from source: headers, libsystemd, pkg-config, a C compiler;
         # sessions link uploaded .tar kernels with g++.
         "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
@@ -204,7 +275,7 @@ copy_source() {
 make_venv() {
     local venv=$DESTDIR$PREFIX extra=systemd build
     [ "$ROLE" = tracker ] && extra=host
-    check_source
+    [ -n "$WHEELHOUSE" ] || check_source
     if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ] && [ -n "$(ls -A "$venv" 2>/dev/null)" ]; then
         die "$venv exists and is not a virtual environment; remove it or choose another --prefix"
     fi
@@ -212,6 +283,11 @@ make_venv() {
         note "updating the existing environment $venv"
     else
         run "$PYTHON" -m venv "$venv"
+    fi
+    if [ -n "$WHEELHOUSE" ]; then
+        install_from_wheelhouse "$venv"
+        finish_venv "$venv"
+        return 0
     fi
     if [ "$DRY_RUN" = 1 ]; then
         build="\$TMPDIR/edge-server-src.XXXXXX"
@@ -223,9 +299,55 @@ make_venv() {
     copy_source "$build"
     run "$venv/bin/python" -m pip install --disable-pip-version-check \
         ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "${build}[$extra]"
+    finish_venv "$venv"
+}
+
+finish_venv() {
+    local venv=$1
     if [ -n "$DESTDIR" ]; then
         unstage_paths "$venv"
     fi
+}
+
+# The value of NAME in the wheelhouse's wheelhouse.txt.
+wheelhouse_field() {
+    sed -n "s/^$1=//p" "$WHEELHOUSE/wheelhouse.txt" | head -n 1
+}
+
+# Offline: pip never leaves DIR (--no-index), and the systemd module is Debian's
+# python3-systemd unpacked into the environment, so nothing is compiled here.
+install_from_wheelhouse() {
+    local venv=$1 arch pyver have version deb site
+    arch=$(wheelhouse_field arch)
+    pyver=$(wheelhouse_field python)
+    version=$(wheelhouse_field version)
+    have=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    [ "$arch" = "$(uname -m)" ] \
+        || die "--wheelhouse $WHEELHOUSE is for $arch, this machine is $(uname -m); build one with: make wheelhouse ARCH=$(uname -m) PYTHON_VERSION=$have"
+    [ "$pyver" = "$have" ] \
+        || die "--wheelhouse $WHEELHOUSE is for Python $pyver, $PYTHON is $have; build one with: make wheelhouse ARCH=$arch PYTHON_VERSION=$have"
+    local extra=""
+    [ "$ROLE" = tracker ] && extra="[host]"
+    run "$venv/bin/python" -m pip install --disable-pip-version-check --no-index \
+        --find-links "$WHEELHOUSE" ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "tvm-edge-rpc$extra==$version"
+    [ "$ROLE" = board ] || return 0
+    deb=$(find "$WHEELHOUSE" -maxdepth 1 -name 'python3-systemd_*.deb' | head -n 1)
+    [ -n "$deb" ] || die "--wheelhouse $WHEELHOUSE has no python3-systemd_*.deb (journald and sd_notify need it); rebuild it with make wheelhouse"
+    if [ "$DRY_RUN" = 1 ]; then
+        site="$venv/lib/python$have/site-packages"
+    else
+        site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    fi
+    echo "+ unpack $(basename "$deb"): systemd/ into $site"
+    [ "$DRY_RUN" = 1 ] && return 0
+    local tmp
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/edge-server-deb.XXXXXX")
+    dpkg-deb -x "$deb" "$tmp"
+    rm -rf "$site/systemd"
+    cp -a "$tmp/usr/lib/python3/dist-packages/systemd" "$site/systemd"
+    rm -rf "$tmp"
+    "$venv/bin/python" -c 'import systemd.daemon, systemd.journal' \
+        || die "the systemd module from $(basename "$deb") does not load with $PYTHON ($have); use a wheelhouse built for this board's Debian release"
 }
 
 # Scripts pip writes into a staged environment name DESTDIR/PREFIX/bin/python;
@@ -310,6 +432,35 @@ next_steps() {
     fi
 }
 
+# --uninstall: the reverse of an install, for the role's unit. The settings
+# file stays (a reinstall picks it up) unless --purge.
+uninstall() {
+    local unit=edge-server.service venv=$DESTDIR$PREFIX
+    [ "$ROLE" = tracker ] && unit=tvm-tracker.service
+    if [ "$SYSTEMCTL" = 1 ] && { [ "$DRY_RUN" = 1 ] || [ -d /run/systemd/system ]; }; then
+        run systemctl disable --now "$unit"
+    fi
+    if [ -e "$DESTDIR/etc/systemd/system/$unit" ] || [ "$DRY_RUN" = 1 ]; then
+        run rm -f "$DESTDIR/etc/systemd/system/$unit"
+    fi
+    if [ "$SYSTEMCTL" = 1 ] && { [ "$DRY_RUN" = 1 ] || [ -d /run/systemd/system ]; }; then
+        run systemctl daemon-reload
+    fi
+    if [ -f "$venv/pyvenv.cfg" ]; then
+        run rm -rf "$venv"
+    elif [ -e "$venv" ]; then
+        note "warning: $venv is not a virtual environment; left as it is"
+    fi
+    if [ "$ROLE" = board ] && [ -e "$DESTDIR$ENV_FILE" ]; then
+        if [ "$PURGE" = 1 ]; then
+            run rm -f "$DESTDIR$ENV_FILE"
+        else
+            note "kept $DESTDIR$ENV_FILE (--purge removes it)"
+        fi
+    fi
+    if [ "$DRY_RUN" = 1 ]; then note "dry run: nothing was changed"; else note "uninstalled $unit"; fi
+}
+
 main() {
     parse_args "$@"
     validate_args
@@ -317,6 +468,11 @@ main() {
     [ "$DRY_RUN" = 1 ] && mode="dry run: nothing is changed"
     note "role $ROLE, prefix $PREFIX, root ${DESTDIR:-/} ($mode)"
     check_root "$@"
+    if [ "$UNINSTALL" = 1 ]; then
+        uninstall
+        return 0
+    fi
+    check_settings
     pick_python
     check_packages
     make_venv

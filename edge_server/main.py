@@ -12,6 +12,11 @@ os.environ.setdefault("TVM_USE_RUNTIME_LIB", "1")
 
 
 def main(argv=None) -> int:
+    from edge_common.version import python_refusal
+    refusal = python_refusal("edge-server")
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "probe":
         from edge_server.cli.probe import main as probe_main

@@ -31,6 +31,7 @@ _EXPORTS = {
     "cooldown": "host_client.verdicts",
     "Verdict": "host_client.verdicts",
     "VerdictEvaluator": "host_client.verdicts",
+    "ArchMismatch": "host_client.errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -23,6 +23,34 @@ class Board:
     info: dict = field(default_factory=dict)  # the raw server_info entry
 
     @property
+    def name(self) -> Optional[str]:
+        """The board's model ("FriendlyElec NanoPi M4"), from its device tree or DMI."""
+        return (self.topology or {}).get("board")
+
+    @property
+    def hostname(self) -> Optional[str]:
+        return (self.info.get("edge") or {}).get("hostname") if self.edge else None
+
+    @property
+    def version(self) -> Optional[str]:
+        """The tvm-edge-rpc version the board runs (None: stock, or older than 0.1.0)."""
+        return (self.info.get("edge") or {}).get("version") if self.edge else None
+
+    @property
+    def state(self) -> Optional[str]:
+        """"free" or "busy" as this board last told the tracker; None for a stock
+        server (the tracker itself only counts free servers per key)."""
+        state = self.info.get("edge_state")
+        if state in ("free", "busy"):
+            return state
+        return {True: "busy", False: "free"}.get(self.busy)   # a slot's own report
+
+    @property
+    def modes(self) -> List[str]:
+        """The thread modes this board accepts, one per distinct request shape."""
+        return mode_names(self.topology) if self.topology else []
+
+    @property
     def classes(self) -> List[dict]:
         return list((self.topology or {}).get("classes") or [])
 
@@ -83,11 +111,13 @@ class Board:
         return str(box.get("applied", "unknown"))
 
     def to_json(self) -> dict:
-        return {"key": self.key, "address": self.address, "edge": self.edge,
-                "free": self.key_free, "pending": self.key_pending, "total": self.key_total,
+        return {"board": self.name, "host": self.hostname, "address": self.address,
+                "key": self.key, "edge": self.edge, "version": self.version,
+                "state": self.state, "modes": self.modes,
+                "key_free": self.key_free, "key_pending": self.key_pending,
+                "key_total": self.key_total,
                 "classes": self.classes, "cores": self.cores, "arch": self.arch,
-                "suggested_target": self.suggested_target,
-                "board": (self.topology or {}).get("board"), "slot": self.slot,
+                "suggested_target": self.suggested_target, "slot": self.slot,
                 "busy": self.busy, "sandbox": self.sandbox}
 
 
@@ -103,6 +133,43 @@ def describe_classes(topology: dict) -> str:
             text += "@%sGHz" % _ghz(cls["max_freq_khz"])
         parts.append(text)
     return ", ".join(parts)
+
+
+def mode_names(topology: dict) -> List[str]:
+    """["all", "big", "big:1", "big:2", "little", ..., "cpus:0-5"]: what a host
+    may ask this board for (every mode here resolves on it)."""
+    from edge_common.cpulist import format_cpulist
+    from edge_common.modes import ModeError, resolve
+
+    names = []
+    for candidate in ["all"] + [str(c.get("name")) for c in
+                                sorted(topology.get("classes") or [],
+                                       key=lambda c: c.get("rank", 0))]:
+        try:
+            count = len(resolve(topology, candidate).cpus)
+        except ModeError:
+            continue
+        names.append(candidate)
+        if candidate != "all":
+            names += ["%s:%d" % (candidate, n) for n in range(1, count + 1)]
+    usable = [c["id"] for c in topology.get("cpus") or []
+              if c.get("online") is not False and c.get("allowed") is not False]
+    if usable:
+        names.append("cpus:" + format_cpulist(usable))
+    return names
+
+
+def modes_text(names: List[str]) -> str:
+    """"all, big[:1-2], little[:1-4], cpus:0-5": mode_names() in a table cell."""
+    parts, counts = [], {}
+    for name in names:
+        head, _, tail = name.partition(":")
+        if tail.isdigit():
+            counts[head] = max(counts.get(head, 0), int(tail))
+        else:
+            parts.append(name)
+    return ", ".join("%s[:1-%d]" % (p, counts[p]) if counts.get(p, 0) > 1
+                     else ("%s[:1]" % p if counts.get(p) else p) for p in parts)
 
 
 def _ghz(khz: int) -> str:

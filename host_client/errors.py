@@ -47,3 +47,7 @@ class ThreadModeRefused(SessionError):
 
 class CrossCompilerMissing(EdgeClientError):
     """Building for the board needs a cross toolchain that is not installed."""
+
+
+class ArchMismatch(EdgeClientError):
+    """A module built for another machine than the board's (checked before upload)."""

@@ -1,28 +1,15 @@
 """Kernels `edge-client bench` runs when the user brings none: a parallel matmul.
 
-The board only loads shared libraries, so the host compiles; when the board's
-architecture is not the host's that needs a cross toolchain, which we look
-for up front so the user reads what to install instead of a linker trace.
+The board only loads shared libraries, so the host compiles and links them
+(host_client.link): with the cross toolchain for the board's arch when it is
+not the host's, looked for up front so the user reads what to install
+instead of a linker trace.
 """
 import os
-import platform
-import shutil
 from dataclasses import dataclass
 from typing import Optional
 
-from host_client.errors import CrossCompilerMissing
-
-# Board arch (topology "arch" / uname -m) -> cross gcc and the Debian package with it.
-CROSS_GCC = {
-    "aarch64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
-    "arm64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
-    "armv7l": ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
-    "armv8l": ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
-    "x86_64": ("x86_64-linux-gnu-gcc", "gcc-x86-64-linux-gnu"),
-    "riscv64": ("riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu"),
-}
-_SAME_ARCH = {"arm64": "aarch64", "amd64": "x86_64"}
-
+from host_client.link import export_for_board, host_arch
 
 @dataclass(frozen=True)
 class Kernel:
@@ -31,33 +18,6 @@ class Kernel:
     func: str
     shapes: tuple          # one shape per argument
     dtype: str = "float32"
-
-
-def normalise_arch(arch: Optional[str]) -> Optional[str]:
-    if not arch:
-        return None
-    arch = arch.lower()
-    return _SAME_ARCH.get(arch, arch)
-
-
-def host_arch() -> str:
-    return normalise_arch(platform.machine()) or "unknown"
-
-
-def compiler_for(board_arch: Optional[str]):
-    """The `fcompile` for export_library: None (host g++) or a cross compiler."""
-    arch = normalise_arch(board_arch)
-    if arch is None or arch == host_arch():
-        return None
-    gcc, package = CROSS_GCC.get(arch, ("%s-linux-gnu-gcc" % arch, "gcc-%s-linux-gnu" % arch))
-    if shutil.which(gcc) is None:
-        raise CrossCompilerMissing(
-            "the board is %s but this host is %s, and the cross compiler %s is not on PATH: "
-            "install it (Debian/Ubuntu: `sudo apt-get install %s`), or build the kernel "
-            "elsewhere and pass MODULE.so" % (arch, host_arch(), gcc, package))
-    from tvm.support.cc import cross_compiler
-
-    return cross_compiler(gcc)
 
 
 def matmul_module(n: int):
@@ -88,11 +48,7 @@ def build_matmul(n: int, target: dict, out_dir: str, board_arch: Optional[str] =
 
     if n < 1 or n > 8192:
         raise ValueError("matmul size must be 1..8192, got %d" % n)
-    fcompile = compiler_for(board_arch)
     lib = tvm.compile(matmul_module(n), target=tvm.target.Target(target))
     path = os.path.join(out_dir, "matmul_%d.so" % n)
-    if fcompile is None:
-        lib.export_library(path)
-    else:
-        lib.export_library(path, fcompile=fcompile)
+    export_for_board(lib, path, board_arch or host_arch())
     return Kernel(path=path, func="matmul", shapes=((n, n), (n, n), (n, n)))

@@ -8,8 +8,11 @@ Two lines in a tuning script:
 
 RPCRunner runs its hooks in PopenPoolExecutor workers, which receive them
 through cloudpickle; so the hooks here are an importable class with plain
-attributes (EdgeSessionFactory) and a module-level function
-(alloc_argument). A session that cannot get its mode raises from
+attributes (EdgeSessionFactory) and module-level functions
+(upload_module, alloc_argument, cleanup). upload_module links MetaSchedule's
+`.tar` export here for the board's arch when the builder made one, so a
+board without a compiler can be tuned on with the default builder too;
+`edge_builder(runner)` skips that step by exporting a `.so` directly. A session that cannot get its mode raises from
 f_create_session, before anything is uploaded, and MetaSchedule records
 the trial as a runner error carrying the board's message.
 """
@@ -81,6 +84,18 @@ def alloc_argument(session, device, args_info, alloc_repeat):
     except AttributeError:
         fill = host_random_fill
     return alloc_argument_common(fill, device, args_info, alloc_repeat)
+
+
+def upload_module(session, local_path, remote_path):
+    """f_upload_module: EdgeSession.upload_module (link here for the board's
+    arch unless the artifact is already a .so, arch checked before upload);
+    a session that is not an EdgeSession gets MetaSchedule's plain upload."""
+    from host_client.session import EdgeSession
+
+    if isinstance(session, EdgeSession):
+        return session.upload_module(local_path, remote_path)
+    session.upload(local_path, remote_path)
+    return session.load_module(remote_path)
 
 
 def cleanup(session, remote_path) -> None:
@@ -160,7 +175,8 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
                              session_timeout_sec=session_timeout),
         evaluator_config=evaluator_config, alloc_repeat=alloc_repeat,
         f_create_session=EdgeSessionFactory(thread_mode, wait=wait, record=record),
-        f_alloc_argument=alloc_argument, f_cleanup=cleanup, max_workers=max_workers,
+        f_upload_module=upload_module, f_alloc_argument=alloc_argument, f_cleanup=cleanup,
+        max_workers=max_workers,
         f_run_evaluator=runner_kwargs.pop("f_run_evaluator", None) or (
             VerdictEvaluator(remeasure, thresholds=verdict_thresholds, record=verdict_record)
             if remeasure is not None else None), **runner_kwargs)

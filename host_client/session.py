@@ -7,6 +7,7 @@ Nothing falls back silently: a stock server, a refused mode, a busy board
 each raise their own error class.
 """
 import json
+import os
 import re
 import time
 from typing import Dict, Optional, Tuple
@@ -14,7 +15,9 @@ from typing import Dict, Optional, Tuple
 from tvm import rpc
 from tvm.rpc import _ffi_api
 
-from host_client.errors import NotAnEdgeServer, SessionError, ThreadModeRefused
+from host_client.errors import (CrossCompilerMissing, NotAnEdgeServer, SessionError,
+                                ThreadModeRefused)
+from host_client.link import check_file
 from host_client.tracker import TrackerLink, default_key, parse_tracker
 
 SET_MODE_FUNC = "edge.set_thread_mode"
@@ -79,6 +82,45 @@ class EdgeSession(rpc.RPCSession):
         if self._topology is None:
             self._topology = json.loads(self._edge_function(TOPOLOGY_FUNC)())
         return self._topology
+
+    def board_arch(self) -> Optional[str]:
+        """The arch the board's server can load (topology "arch"); None on a
+        stock server, which announces nothing (uploads are then not checked)."""
+        try:
+            return self.topology().get("arch")
+        except NotAnEdgeServer:
+            return None
+
+    def upload(self, data, target=None):
+        """RPCSession.upload, refusing first (ArchMismatch, one line) an ELF
+        file or archive built for another machine than the board's."""
+        arch = self.board_arch()
+        if arch:
+            check_file(data, arch)
+        return super().upload(data, target)
+
+    def upload_module(self, local_path: str, remote_name: Optional[str] = None):
+        """Upload a built module and load it on the board.
+
+        A `.o` or `.tar` (MetaSchedule's default export) is linked here, with
+        the toolchain for the board's arch, so the board needs no compiler;
+        only when this host has no such toolchain does the board link it,
+        if it has a linker. A `.so` goes up as it is, after the arch check."""
+        from host_client.link import LINK_SUFFIXES, link_on_host
+
+        name = remote_name or os.path.basename(local_path)
+        arch = self.board_arch()
+        if arch and local_path.endswith(LINK_SUFFIXES):
+            try:
+                local_path = link_on_host(local_path, arch)
+                name += ".so"
+            except CrossCompilerMissing as err:
+                if not self.topology().get("linker"):
+                    raise CrossCompilerMissing(
+                        "%s; board %s has no compiler either (topology linker: null), so %s "
+                        "cannot be linked anywhere" % (err, self.board, name)) from None
+        self.upload(local_path, name)
+        return self.load_module(name)
 
     def release(self) -> None:
         """Drop our handles so the board ends the session as soon as the last

@@ -58,6 +58,10 @@ def target_dict_for(board_or_topology, thread_mode: Optional[str] = None) -> dic
     resolution = resolve(topology, thread_mode)
     target = dict(base)
     target["num-cores"] = len(resolution.cpus)
+    if str(target.get("mtriple", "")).endswith("gnueabihf"):
+        # armhf passes floats in VFP registers; LLVM's default soft ABI objects
+        # do not link with the board's (or the cross) armhf toolchain.
+        target.setdefault("mfloat-abi", "hard")
     uarch = _mode_uarch(topology, resolution)
     if uarch and str(topology.get("arch", "")).lower() in ARM_ARCHES:
         target["mcpu"] = uarch

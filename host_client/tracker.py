@@ -106,12 +106,18 @@ class TrackerLink:
         except socket.timeout:
             raise TrackerUnreachable("cannot reach the tracker at %s: no answer within %gs"
                                      % (self.address, self.timeout)) from None
+        except socket.gaierror as err:  # its errno is a resolver code, not an OS errno
+            raise TrackerUnreachable(
+                "cannot reach the tracker at %s: cannot resolve the host name %r (%s); "
+                "check the HOST of --tracker / TVM_TRACKER_HOST"
+                % (self.address, self.address.host, err.strerror or err)) from None
         except OSError as err:
             raise TrackerUnreachable(
                 "cannot reach the tracker at %s: %s; start one with `python -m "
-                "tvm.exec.rpc_tracker --host 0.0.0.0 --port %d` or fix --tracker / "
-                "TVM_TRACKER_HOST+TVM_TRACKER_PORT" % (self.address, _os_error(err),
-                                                      self.address.port)) from None
+                "tvm.exec.rpc_tracker --host 0.0.0.0 --port %d --port-end %d` or fix "
+                "--tracker / TVM_TRACKER_HOST+TVM_TRACKER_PORT"
+                % (self.address, _os_error(err), self.address.port,
+                   self.address.port + 1)) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.sendall(struct.pack("<i", RPC_TRACKER_MAGIC))

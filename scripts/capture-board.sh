@@ -16,15 +16,28 @@
 set -u
 
 usage() {
-    echo "usage: $0 DIR [--tar]   (DIR must not exist or be empty)" >&2
+    echo "usage: $0 DIR [--tar]   (DIR must not exist or be empty)"
+    echo "  copies what edge-server's topology probe reads (/proc/cpuinfo, the CPU"
+    echo "  topology and cpufreq files under /sys, the board model) into DIR;"
+    echo "  --tar also packs DIR into DIR.tar.gz. Check it: edge-server probe --root DIR"
+}
+
+bad_usage() {
+    echo "$0: $1" >&2
+    usage >&2
     exit 2
 }
 
-[ $# -ge 1 ] || usage
+case ${1:-} in
+    -h|--help) usage; exit 0 ;;
+    "") bad_usage "give the directory to capture into" ;;
+    -*) bad_usage "unknown option '$1' (the first argument is the output DIR)" ;;
+esac
 OUT=$1
 TAR=no
 if [ $# -ge 2 ]; then
-    [ "$2" = "--tar" ] || usage
+    [ "$2" = "--tar" ] || bad_usage "unknown argument '$2' (only --tar may follow DIR)"
+    [ $# -eq 2 ] || bad_usage "too many arguments"
     TAR=yes
 fi
 if [ -e "$OUT" ] && [ -n "$(ls -A "$OUT" 2>/dev/null)" ]; then

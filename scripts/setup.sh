@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 PY=${1:-python3}
 # systemd-container (systemd-nspawn) and shellcheck: tests/deploy run the unit under a real
 # systemd in a container and lint install.sh.
-APT_PKGS="libsystemd-dev pkg-config systemd systemd-container shellcheck gcc g++"
+# The cross g++ for aarch64 and armhf boards: the host links what it uploads (host_client.link).
+APT_PKGS="libsystemd-dev pkg-config systemd systemd-container shellcheck gcc g++
+          g++-aarch64-linux-gnu g++-arm-linux-gnueabihf"
 
 missing=""
 for p in $APT_PKGS; do
@@ -32,7 +34,7 @@ fi
 stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    extras="host,test"
+    extras="host,test,fleet"
     if pkg-config --exists libsystemd 2>/dev/null; then extras="$extras,systemd"; fi
     .venv/bin/python -m pip install -q -e ".[$extras]"
     touch "$stamp"

@@ -19,7 +19,7 @@ def assign(cpus: Sequence, soc: Optional[soc_mod.Soc], warnings: List[str]) -> L
     grouped it, "soc-table" when only the SoC's documented layout did, or
     "core-kind" when nothing did and CPUs of one class were put together.
     """
-    groups, evidence = _kernel_groups(cpus)
+    groups, evidence = _kernel_groups(cpus, warnings)
     by_id = {c.id: c for c in cpus}
     parts: List[Tuple[List[int], str]] = []
     for group in groups:
@@ -32,8 +32,7 @@ def assign(cpus: Sequence, soc: Optional[soc_mod.Soc], warnings: List[str]) -> L
                             "kinds of core; split into %s" % (
                                 format_cpulist(group), "/".join(broad), len(by_class),
                                 ", ".join(format_cpulist(p) for p in by_class)))
-        for part in by_class:
-            parts.extend(_split_frequency_only(part, evidence, soc, cpus, warnings))
+        parts.extend((part, _part_source(part, evidence)) for part in by_class)
     parts.extend(_ungrouped(cpus, {c for g in groups for c in g}, soc, warnings))
     clusters = []
     for index, (part, source) in enumerate(sorted(parts, key=lambda p: min(p[0]))):
@@ -42,33 +41,6 @@ def assign(cpus: Sequence, soc: Optional[soc_mod.Soc], warnings: List[str]) -> L
         clusters.append({"id": index, "cpus": sorted(part), "class": by_id[part[0]].cls,
                          "source": source})
     return clusters
-
-
-def _split_frequency_only(part: List[int], evidence: Dict[int, Tuple[set, str]],
-                          soc: Optional[soc_mod.Soc], cpus: Sequence,
-                          warnings: List[str]) -> List[Tuple[List[int], str]]:
-    """A group only a cpufreq policy made, split along the SoC's documented clusters.
-
-    Some kernels (MediaTek's hotplug DVFS on MT6592/MT6752) clock two clusters
-    from one policy; without topology files that policy is all the kernel
-    says, and the SoC's datasheet says more.
-    """
-    source = _part_source(part, evidence)
-    layout = soc.clusters(len(cpus)) if soc is not None else None
-    if source != "related_cpus" or layout is None:
-        return [(part, source)]
-    order = {cpu_id: i for i, cpu_id in enumerate(sorted(c.id for c in cpus))}
-    index_of = {i: n for n, (ids, _) in enumerate(layout) for i in ids}
-    pieces: Dict[int, List[int]] = {}
-    for cpu_id in part:
-        pieces.setdefault(index_of[order[cpu_id]], []).append(cpu_id)
-    if len(pieces) == 1:
-        return [(part, source)]
-    warnings.append("cpufreq puts CPUs %s in one policy and no topology file says more; "
-                    "split along the documented clusters of %s: %s" % (
-                        format_cpulist(part), soc.name,
-                        ", ".join(format_cpulist(p) for p in pieces.values())))
-    return [(piece, "soc-table") for piece in pieces.values()]
 
 
 def _part_source(part: List[int], evidence: Dict[int, Tuple[set, str]]) -> str:
@@ -93,7 +65,7 @@ _LISTS = (("cluster_cpus_list", "cluster_list"), ("core_siblings_list", "core_si
           ("related_cpus", "related"))
 
 
-def _kernel_groups(cpus: Sequence):
+def _kernel_groups(cpus: Sequence, warnings: List[str]):
     """Each CPU with the CPUs every informative kernel list puts it with.
 
     Returns the groups and, per CPU, (its mates, the list that alone names
@@ -105,12 +77,15 @@ def _kernel_groups(cpus: Sequence):
     CPU, and hot-unplug leaves a lone CPU in its masks; none of those says
     the CPU is a cluster of one. The lists are intersected, since a
     frequency domain never spans two clusters and arm64 kernels >= 6.0 put
-    every CPU in package 0.
+    every CPU in package 0. One exception: a cpufreq policy whose CPUs are
+    all one core type is one cluster even where the topology files split it
+    (_one_clock_one_kind).
     """
     clusters_known = any(c.cluster_list and set(c.cluster_list) - set(c.smt or [c.id])
                          for c in cpus)
     parent = {c.id: c.id for c in cpus}
     evidence: Dict[int, Tuple[set, str]] = {}
+    merged: set = set()
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -132,6 +107,13 @@ def _kernel_groups(cpus: Sequence):
         if mates is None:
             continue
         mates.add(cpu.id)
+        if _one_clock_one_kind(cpu, mates, cpus):
+            mates, lists = set(cpu.related) | {cpu.id}, [("related_cpus", set(cpu.related))]
+            if frozenset(mates) not in merged:
+                merged.add(frozenset(mates))
+                warnings.append("cpufreq clocks CPUs %s (all %s) from one policy, though the "
+                                "topology files split them: one cluster of like cores on one "
+                                "clock" % (format_cpulist(mates), cpu.uarch))
         exact = [name for name, listed in lists if listed | {cpu.id} == mates]
         evidence[cpu.id] = (mates, exact[0] if exact else "+".join(n for n, _ in lists))
         for other in mates:
@@ -142,6 +124,35 @@ def _kernel_groups(cpus: Sequence):
         if find(cpu.id) in evidenced:
             groups.setdefault(find(cpu.id), []).append(cpu.id)
     return [sorted(g) for g in groups.values()], evidence
+
+
+def _one_clock_one_kind(cpu, mates: set, cpus: Sequence) -> bool:
+    """True when the CPU's cpufreq policy is wider than its topology cluster and every
+    CPU of the policy is one known core type.
+
+    A cluster is a group of like cores on one clock: Snapdragon 625 (MSM8953)
+    and MediaTek's MT6592/MT6752 run both cpu-map clusters of eight A53/A7s
+    from one PLL, so the kernel's one policy is what a thread pool sees.
+    Kinds that differ (big.LITTLE, DynamIQ) keep the topology split.
+    """
+    related = set(cpu.related or [])
+    if not related - set(cpu.smt or [cpu.id]) or not related > mates:
+        return False
+    members = [c for c in cpus if c.id in related and c.online is not False]
+    kinds = {c.uarch for c in members}
+    return len(kinds) == 1 and None not in kinds and len(_topology_groups(members)) > 1
+
+
+def _topology_groups(cpus: Sequence) -> set:
+    """The distinct informative topology clusters of these CPUs (hot-unplug shrinks
+    a CPU's masks, which is no split: a list naming only the CPU is not counted)."""
+    groups = set()
+    for cpu in cpus:
+        for listed in (cpu.cluster_list, cpu.core_siblings):
+            if listed and set(listed) - set(cpu.smt or [cpu.id]):
+                groups.add(frozenset(listed))
+                break
+    return groups
 
 
 def _ungrouped(cpus: Sequence, grouped: set, soc: Optional[soc_mod.Soc],

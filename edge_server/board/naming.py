@@ -11,7 +11,8 @@ Evidence, strongest first; a weaker source only names CPUs no stronger one named
   cpuinfo-global  the one CPU block of old kernels: it describes the CPU that
                   ran the read, so it names every core only when the other
                   facts say the cores are alike (one max frequency, one
-                  capacity, one package); otherwise only the cluster it can be
+                  capacity, one package), or all online CPUs when they are (the
+                  reading CPU was online); otherwise only the cluster it can be
                   tied to (the SoC table, else fast/slow by its uarch);
   soc-table       the documented layout of the SoC the board names (soc.py);
   guess           the usual big.LITTLE partner of a global block's core, or
@@ -107,6 +108,23 @@ def _alike(cpus: Sequence) -> bool:
     return True
 
 
+def _online_alike(cpus: Sequence) -> bool:
+    """The online CPUs provably alike: each has a max frequency or capacity, they share
+    one of each and one package, and no topology or cpufreq list splits them."""
+    online = [c for c in cpus if c.online]
+    if not online or any(c.max_freq is None and c.capacity is None for c in online):
+        return False
+    if not _alike(online):
+        return False
+    ids = {c.id for c in online}
+    for attr in ("cluster_list", "core_siblings", "related"):
+        groups = {frozenset(set(getattr(c, attr)) & ids) for c in online
+                  if getattr(c, attr) and set(getattr(c, attr)) - {c.id}}
+        if len(groups) > 1:
+            return False
+    return True
+
+
 def _from_global_block(cpus: Sequence, info: ProcInfo, soc: Optional[Soc],
                        warnings: List[str]) -> Optional[str]:
     """Name CPUs from the global block; returns its uarch when the SoC table is to place it."""
@@ -128,6 +146,17 @@ def _from_global_block(cpus: Sequence, info: ProcInfo, soc: Optional[Soc],
     if soc is not None and soc.uarchs() == [name] and soc.clusters(len(cpus)):
         for cpu in unnamed:  # the SoC has one core type, and the block shows which
             _set(cpu, name, "cpuinfo-global")
+        return None
+    online = [c for c in unnamed if c.online]
+    if online and _online_alike(cpus) and \
+            {c.uarch for c in cpus if c.online and c.uarch is not None} <= {name}:
+        # The CPU that ran the read was online, and the online CPUs are one kind.
+        for cpu in online:
+            _set(cpu, name, "cpuinfo-global")
+        warnings.append("/proc/cpuinfo prints one global CPU block (%s, %s); the online CPUs "
+                        "%s run at one clock in one cluster, and one of them ran the read, so "
+                        "it names them all; offline CPUs come from weaker evidence"
+                        % (format_midr(midr), name, format_cpulist(c.id for c in online)))
         return None
     if soc is not None and name in soc.uarchs() and soc.clusters(len(cpus)):
         warnings.append("/proc/cpuinfo prints one global CPU block (%s, %s) and the cores "
@@ -229,6 +258,9 @@ def _from_soc(cpus: Sequence, soc: Soc, warnings: List[str]) -> None:
         return
     unnamed = _unnamed(cpus)
     by_speed = _layout_by_speed(unnamed, layout) if len(unnamed) == len(cpus) else None
+    left = _slots_left(cpus, layout) if by_speed is None else None
+    if left is not None and len(left) == 1 and len(unnamed) <= sum(left.values()):
+        by_speed = {c.id: next(iter(left)) for c in unnamed}
     position = {cpu_id: index for index, cpu_id in
                 enumerate(sorted(c.id for c in cpus))}
     by_order = {}
@@ -238,6 +270,22 @@ def _from_soc(cpus: Sequence, soc: Soc, warnings: List[str]) -> None:
     for cpu in unnamed:
         name = by_speed[cpu.id] if by_speed else by_order.get(position[cpu.id])
         _set(cpu, name, "soc-table")
+
+
+def _slots_left(cpus: Sequence, layout) -> Optional[Dict[str, int]]:
+    """The layout's cores no named CPU takes ({uarch: count}), None when the named CPUs
+    do not fit it: when the online CPUs are named, the offline ones are what is left,
+    whatever the kernel's CPU numbering."""
+    left: Dict[str, int] = {}
+    for ids, uarch in layout:
+        left[uarch] = left.get(uarch, 0) + len(ids)
+    for cpu in cpus:
+        if cpu.uarch_source is None:
+            continue
+        if left.get(cpu.uarch, 0) == 0:
+            return None
+        left[cpu.uarch] -= 1
+    return {u: n for u, n in left.items() if n}
 
 
 def _layout_by_speed(cpus: Sequence, layout) -> Optional[Dict[int, str]]:

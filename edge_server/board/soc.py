@@ -161,14 +161,14 @@ _TABLE: List[Tuple[str, str, Tuple[Tuple[int, str], ...]]] = [
     ("MT6592", r"\bmt ?659[12]", ((4, A7), (4, A7))),
     ("MT6595", r"\bmt ?6595", ((4, A7), (4, A17))),
     ("MT6735", r"\bmt ?67(?:32|35|37|38|39)|\bmt ?8163|\bmt ?8735", ((4, A53),)),
-    ("MT6752", r"\bmt ?675[0235]|\bmt ?6757|\bmt ?6795|\bmt ?676[235]|\bmt ?6739",
+    ("MT6752", r"\bmt ?675[02358]|\bmt ?6757|\bmt ?6795|\bmt ?676[235]|\bmt ?6739",
      ((4, A53), (4, A53))),
     ("MT6797", r"\bmt ?6797", ((4, A53), (4, A53), (2, A72))),
     ("MT6799", r"\bmt ?6799", ((4, A35), (4, A53), (2, A73))),
     ("MT6771", r"\bmt ?677[01]|\bmt ?8183", ((4, A53), (4, A73))),
     ("MT8173", r"\bmt ?817[36]", ((2, A53), (2, A72))),
     ("MT6768", r"\bmt ?676[89]|\bmt ?6779", ((6, A55), (2, A75))),
-    ("MT6785", r"\bmt ?6785|\bmt ?685[3]|\bmt ?6833", ((6, A55), (2, A76))),
+    ("MT6785", r"\bmt ?678[159]|\bmt ?685[3]|\bmt ?6833", ((6, A55), (2, A76))),
     ("MT6873", r"\bmt ?687[35]", ((4, A55), (4, A76))),
     ("MT6877", r"\bmt ?6877", ((6, A55), (2, A78))),
     ("MT6885", r"\bmt ?688[3589]", ((4, A55), (4, A77))),
@@ -195,6 +195,7 @@ _TABLE: List[Tuple[str, str, Tuple[Tuple[int, str], ...]]] = [
     ("A20", r"\bsun7i", ((2, A7),)),
     ("A31", r"\bsun6i", ((4, A7),)),
     ("A83T", r"\bsun8i a83t|\bsun8iw6", ((4, A7), (4, A7))),
+    ("A80", r"\bsun9i", ((4, A7), (4, A15))),
     ("A33", r"\bsun8i\b|\bsun8i a33|\bsun8iw5|\bsun8i h3|\bsun8iw7|\bsun8i r40|\bsun8iw11",
      ((4, A7),)),
     ("A64", r"\bsun50i\b|\bsun50i a64|\bsun50iw1|\bsun50i h5|\bsun50iw2|\bsun50i h61[68]|\bsun50i h6|"
@@ -206,6 +207,10 @@ _TABLE: List[Tuple[str, str, Tuple[Tuple[int, str], ...]]] = [
     ("S912", r"meson gxm|\bgxm\b|\bs912\b", ((4, A53), (4, A53))),
     ("S905X2", r"\bg12a\b|\bsm1\b|\bs905[xyd][23]\b", ((4, A55),)),
     ("S922X", r"\bg12b\b|\bs922x?\b|\ba311d\b", ((2, A53), (4, A73))),
+    # --- NXP/Freescale i.MX
+    ("i.MX5", r"\bimx ?5[0-9]|\bi mx ?5[0-9]|\bi mx5", ((1, A8),)),
+    ("i.MX6", r"\bimx ?6(?:q|dl|d|s|solo|quad|dual)|\bi mx ?6(?:q|dl|d|s|solo|quad|dual)?\b|"
+              r"\bimx6\b|freescale i mx 6", ((4, A9),)),
     # --- TI OMAP, Marvell PXA, Spreadtrum/Unisoc
     ("OMAP3", r"\bomap ?3[0-9]{3}", ((1, A8),)),
     ("OMAP4", r"\bomap ?44[0-9]{2}|\bomap4\b|\btuna\b|\bpanda(?:board)?\b", ((2, A9),)),

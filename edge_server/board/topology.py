@@ -166,6 +166,10 @@ def _read_online(reader: Reader, cpus: List[_Cpu], info: Optional[ProcInfo]) -> 
     """online from the kernel's list; else per-CPU online files; else cpuinfo listing."""
     online = reader.cpulist(CPU_DIR + "/online")
     ids = {c.id for c in cpus}
+    if online == []:  # the kernel always has a CPU online: a failed capture, not a fact
+        reader.warnings.append("/%s/online is empty; online CPUs are taken from the cpuN/online "
+                               "files and /proc/cpuinfo instead" % CPU_DIR)
+        online = None
     if online is not None:
         stray = sorted(set(online) - ids)
         if stray:

@@ -31,10 +31,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ProbeError as exc:
         print("edge-server probe: %s" % exc, file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(doc, indent=2))
-    else:
-        print(render(doc, args.root))
+    try:
+        print(json.dumps(doc, indent=2) if args.json else render(doc, args.root))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `probe --json | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

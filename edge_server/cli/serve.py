@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from edge_server.daemon.config import ConfigError, check_default_mode, parse_args
+from edge_server.daemon.config import ConfigError, check_default_mode, key_warning, parse_args
 from edge_server.daemon.measure_config import MeasureConfigError, at_start
 
 log = logging.getLogger("edge_server.serve")
@@ -20,7 +20,8 @@ def _error(message: str) -> None:
 
 def probe_topology(root: Optional[str]) -> dict:
     from edge_server.board.topology import probe
-    return probe(root or "/")
+    from edge_server.session.toolchain import with_linker
+    return with_linker(probe(root or "/"))  # "linker": can .o/.tar uploads be linked here
 
 
 def main(argv: Sequence[str]) -> int:
@@ -34,6 +35,8 @@ def main(argv: Sequence[str]) -> int:
 
     from edge_server.daemon.logs import setup_logging
     setup_logging(silent=config.silent, verbose=config.verbose)
+    if key_warning(config.key):
+        log.warning(key_warning(config.key))
     try:
         topology = probe_topology(config.root)
         default_mode = check_default_mode(config, topology)

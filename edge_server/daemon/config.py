@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence, Tuple
 
+from edge_common.version import version_line
 from edge_server.daemon import measure_config
 from edge_server.daemon.workroot import default_work_root
 from edge_server.session.timed import MeasureSettings
@@ -115,11 +116,22 @@ def _tracker(text: Optional[str], flag: str) -> Optional[Tuple[str, int]]:
 
 
 def _key(text: str, flag: str) -> str:
-    if text and not KEY_RE.fullmatch(text):
-        raise ConfigError("%s %r: use only letters, digits, '.', '_' and '-' (a ':' breaks "
-                          "MetaSchedule and the tracker summary, spaces break the handshake)"
-                          % (flag, text))
+    """Any key the stock server takes; only whitespace (the handshake splits on it) is
+    refused. A ':' is taken, and serve warns about it once (key_warning)."""
+    if text and any(c.isspace() for c in text):
+        raise ConfigError("%s %r: a key cannot contain whitespace (the RPC handshake splits "
+                          "on it); e.g. %s" % (flag, text, "-".join(text.split())))
     return text
+
+
+def key_warning(key: Optional[str]) -> Optional[str]:
+    """Why KEY will trip up tools, or None: stock TVM takes it, MetaSchedule does not."""
+    if key and not KEY_RE.fullmatch(key):
+        return ("key %r has characters other than letters, digits, '.', '_' and '-': stock "
+                "TVM clients can request it, but MetaSchedule's RPCConfig.count_num_servers "
+                "parses the tracker's text summary on ':' and will not count this board; "
+                "e.g. %s works everywhere" % (key, re.sub(r"[^A-Za-z0-9._-]", "-", key)))
+    return None
 
 
 def _custom_addr(text: Optional[str], flag: str) -> Optional[str]:
@@ -205,6 +217,10 @@ OPTIONS: Tuple[Option, ...] = (
            "session loads first (RTLD_GLOBAL)", _libraries, stock=True),
     Option("--silent", "silent", False, "log warnings and errors only", stock=True,
            action="store_true"),
+    Option("--through-proxy", "through_proxy", False, "connect out to a TVM RPC proxy "
+           "(python -m tvm.exec.rpc_proxy) at --host:--port and serve the sessions it "
+           "relays, for a board behind NAT; no listen socket, no tracker (the proxy "
+           "registers with one)", stock=True, action="store_true"),
     Option("--no-fork", "no_fork", False, "accepted for compatibility; sessions are still "
            "forked children (the listener never initialises GPU compilers, so fork is safe, "
            "and a fresh process per session would cost 0.3 s each)", stock=True,
@@ -274,6 +290,7 @@ class Config:
     silent: bool = _DEFAULTS["silent"]
     verbose: bool = _DEFAULTS["verbose"]
     no_fork: bool = _DEFAULTS["no_fork"]
+    through_proxy: bool = _DEFAULTS["through_proxy"]
     default_mode: str = _DEFAULTS["default_mode"]
     root: Optional[str] = _DEFAULTS["root"]            # fixture topology root; None = here
     allow: Tuple[ipaddress._BaseNetwork, ...] = _DEFAULTS["allow"]   # empty = everyone
@@ -338,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kwargs.update(default=option.default, type=option.type, metavar=option.metavar)
         group.add_argument(option.flag, **kwargs)
+    p.add_argument("--version", action="version", version=version_line("edge-server"))
     measure_config.add_flags(p)   # their table: verdict.Thresholds' fields
     return p
 
@@ -346,9 +364,12 @@ def parse_args(argv: Sequence[str], environ: Optional[Mapping[str, str]] = None)
     """argv -> Config, or ConfigError (one line). --help exits via SystemExit(0)."""
     args = vars(build_parser().parse_args(list(argv)))
     values = {o.field: o.check(args[o.field], o.flag) for o in OPTIONS}
-    if not values["port"] < values["port_end"] <= 65536:
+    if not values["through_proxy"] and not values["port"] < values["port_end"] <= 65536:
         raise ConfigError("--port-end %d must be above --port %d (the range is [port, port-end))"
                           % (values["port_end"], values["port"]))
+    if values["through_proxy"] and not values["key"]:
+        raise ConfigError("--through-proxy needs --key: the key clients ask the proxy for "
+                          "(e.g. --key rk3399)")
     if values["tracker"] is not None and not values["key"]:
         raise ConfigError("--tracker needs --key: the device key clients will request "
                           "(e.g. --key rk3399)")

@@ -19,18 +19,21 @@ rules every child lives by are in forking.py.
 """
 import gc
 import logging
+import math
 import os
 import select
 import signal
 import time
 from typing import Callable, Optional
 
+from edge_common.version import identity
 from edge_server.daemon import forking
 from edge_server.daemon.config import Config, ConfigError, check_default_mode
 from edge_server.daemon.listener import Listener, Peer
 from edge_server.daemon.measure_config import (after_session, at_stop, board_conditions,
                                                resolved, sandbox_for_verdicts)
 from edge_server.daemon.notify import Notifier
+from edge_server.daemon.proxy import ProxyIntake
 from edge_server.daemon.signals import SignalFlags
 from edge_server.daemon.status import StatusBoard, status_line
 from edge_server.daemon.supervisor import POLLRDHUP, ProcessOps, SlotEvents, Supervisor
@@ -66,6 +69,7 @@ class Server(SlotEvents):
         self._signals = SignalFlags()
         self._status = StatusBoard(self._notifier.status)
         self._link: Optional[TrackerRegistration] = None
+        self._proxy: Optional[ProxyIntake] = None     # --through-proxy: instead of listening
         self.listener = Listener(config, clock, busy=self._busy, on_ready=self._answer)
         self.slot = Supervisor(config, self._work, self._context, ProcessOps(self._inherited),
                                self, clock)
@@ -104,10 +108,13 @@ class Server(SlotEvents):
     def _start(self) -> None:
         for path in self._work.open():
             log.info("removed stale work dir %s (its daemon died without cleaning up)", path)
-        self.listener.open()
-        log.info("listening on %s:%d (key %s, default mode %s, work root %s)",
-                 self.config.host, self.port, self.config.key or "''", self.default_mode,
-                 self._work.own_dir)
+        if self.config.through_proxy:
+            self._open_proxy()
+        else:
+            self.listener.open()
+            log.info("listening on %s:%d (key %s, default mode %s, work root %s)",
+                     self.config.host, self.port, self.config.key or "''", self.default_mode,
+                     self._work.own_dir)
         forking.set_child_subreaper()
         from edge_server.session.child import preload
         preload()
@@ -119,13 +126,24 @@ class Server(SlotEvents):
         if interval:
             self._notifier.ping_watchdog()
             self._next_ping = self._clock() + interval
-        if self.config.tracker:
+        if self.config.tracker and not self.config.through_proxy:
             self._link = TrackerRegistration(
                 self.config.tracker, self.config.key, self.port, self._report_addr(),
                 self._edge_info(), clock=self._clock, on_change=self._update_status)
             self._link.set_idle(True)
             self._link.tick(self._clock())
         self._update_status()
+
+    def _open_proxy(self) -> None:
+        """--through-proxy: sessions come from the proxy at --host:--port (proxy.py)."""
+        self._proxy = ProxyIntake((self.config.host, self.config.port), self.config.key,
+                                  self._clock, busy=self._busy, on_session=self._start_session)
+        log.info("serving through the proxy at %s (key %s, default mode %s, work root %s)",
+                 self._proxy.name, self.config.key, self.default_mode, self._work.own_dir)
+        if self.config.tracker:
+            log.warning("--tracker is ignored with --through-proxy, as by the stock server: "
+                        "the proxy registers with the tracker (python -m tvm.exec.rpc_proxy "
+                        "--tracker HOST:PORT)")
 
     def _report_addr(self) -> Optional[str]:
         """The address the tracker gives clients; None lets the tracker use what it sees."""
@@ -139,6 +157,7 @@ class Server(SlotEvents):
         info["default_mode"] = self.default_mode
         info["conditions"] = board_conditions(self.config.measure.root, self.topology)
         info["sandbox"] = self.sandbox.info()
+        info.update(identity())      # version and host name, for `edge-client list`
         return info
 
     def _context(self, work_dir: str, peer: str):
@@ -157,6 +176,8 @@ class Server(SlotEvents):
         """In a new child: reset the daemon's signal handling; every daemon fd to close."""
         out = self._signals.forget_in_child()
         out += self.listener.inherited(keep)
+        if self._proxy is not None:
+            out += [sock for sock in self._proxy.inherited() if sock is not keep]
         if self._link is not None and self._link.fileno() is not None:
             out.append(self._link.fileno())
         out += self.slot.inherited(keep)
@@ -168,6 +189,8 @@ class Server(SlotEvents):
         if self._link is not None:
             self._link.close()
         self.listener.close()
+        if self._proxy is not None:
+            self._proxy.close()
         self.slot.retire_spare()
 
     def _shutdown(self) -> None:
@@ -185,6 +208,8 @@ class Server(SlotEvents):
         signals = self._signals.take()
         if signals.get(signal.SIGTERM) or signals.get(signal.SIGINT):
             self._begin_stop("SIGTERM" if signals.get(signal.SIGTERM) else "SIGINT")
+        if signals.get(signal.SIGUSR1):
+            self._begin_drain()
         if signals.get(signal.SIGHUP) and not self._stopping:
             self._reload()
 
@@ -209,6 +234,17 @@ class Server(SlotEvents):
         else:
             log.info("%s: stopping", name)
         self._update_status()
+
+    def _begin_drain(self) -> None:
+        """SIGUSR1 (drain, for upgrades): leave the tracker and stop accepting like a
+        stop, but let the running session finish however long it takes (its own
+        --session-timeout-cap still applies), then exit 0. A SIGTERM after it ends
+        the session at once."""
+        if self._stopping:
+            log.info("SIGUSR1: already stopping")
+            return
+        self._begin_stop("SIGUSR1 (drain)")
+        self.slot.stop_deadline = math.inf
 
     def _reload(self) -> None:
         """SIGHUP: re-probe the topology, tell the tracker, retry it at once if it was down."""
@@ -255,12 +291,12 @@ class Server(SlotEvents):
             watch(peer.conn.fileno(), POLLRDHUP, lambda mask, p=peer: listener.parked_gone(p))
         for fd, mask, handler in self.slot.watches():
             watch(fd, mask, handler)
-        link = self._link
-        if link is not None and link.fileno() is not None:
-            mask = select.POLLIN | (select.POLLOUT if link.wants_write() else 0)
-            watch(link.fileno(), mask, lambda mask, link=link: link.on_events(
-                bool(mask & select.POLLIN), bool(mask & select.POLLOUT),
-                bool(mask & (select.POLLERR | select.POLLHUP))))
+        for link in (self._link, self._proxy):   # outbound: tracker, proxy (--through-proxy)
+            if link is not None and link.fileno() is not None:
+                mask = select.POLLIN | (select.POLLOUT if link.wants_write() else 0)
+                watch(link.fileno(), mask, lambda mask, link=link: link.on_events(
+                    bool(mask & select.POLLIN), bool(mask & select.POLLOUT),
+                    bool(mask & (select.POLLERR | select.POLLHUP))))
         try:
             events = poller.poll(int(self._wait_time(now) * 1000) + 1)
         except InterruptedError:
@@ -274,6 +310,8 @@ class Server(SlotEvents):
         self.slot.check_deadlines(now)
         if self._link is not None:
             self._link.tick(now)
+        if self._proxy is not None:
+            self._proxy.tick(now)
         listener.serve_parked()
         self.slot.ensure_spare(now)
         if self._next_ping is not None and now >= self._next_ping:
@@ -287,6 +325,8 @@ class Server(SlotEvents):
             times.append(self._next_ping)
         if self._link is not None and self._link.next_deadline() is not None:
             times.append(self._link.next_deadline())
+        if self._proxy is not None and self._proxy.next_deadline() is not None:
+            times.append(self._proxy.next_deadline())
         times += self.listener.deadlines(now) + self.slot.deadlines(now)
         return max(0.0, min(times) - now)
 
@@ -309,6 +349,13 @@ class Server(SlotEvents):
         why = self.slot.start(peer.conn, peer.peer, request)
         if why is not None:
             self.listener.drop(peer, why)
+
+    def _start_session(self, conn, peer: str, request) -> None:
+        """A client through the proxy: its session starts like an accepted one's."""
+        why = self.slot.start(conn, peer, request)
+        if why is not None:
+            forking.close_quietly(conn)
+            log.warning("closed %s: %s", peer, why, extra={"PEER": peer})
 
     # ---- what the slot tells us (SlotEvents) -----------------------------------------
     def client_left(self, slot: Supervisor) -> None:
@@ -333,7 +380,9 @@ class Server(SlotEvents):
     def status_line(self) -> str:
         s = self.slot.session
         return status_line(stopping=self._stopping, serving=s.peer if s else None,
-                           mode=s.mode if s else None, port=self.port, key=self.config.key,
+                           mode=s.mode if s else None, key=self.config.key,
+                           port=self.port if self._proxy is None else "- (through proxy %s)"
+                           % self._proxy.name,
                            registration=self._link, ok=self.ok, failed=self.failed,
                            sandbox=self.sandbox.describe())
 

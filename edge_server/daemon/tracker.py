@@ -118,6 +118,7 @@ class TrackerRegistration:
         self._decoder = FrameDecoder()
         self._replies: Deque[Tuple[str, Callable[[object], None], float]] = deque()
         self._idle = False
+        self._announced_state: Optional[str] = None   # "free"/"busy" the tracker last saw
         self._queued_key: Optional[str] = None   # our matchkey in the tracker's queue
         self._put_acked = False
         self._handed_out_since: Optional[float] = None
@@ -162,6 +163,19 @@ class TrackerRegistration:
             self._put()
         if not idle:
             self._next_pending_check = None
+        self._announce_state()
+
+    def _announce_state(self) -> None:
+        """Tell the tracker when this board turns free or busy (after the PUT, so the
+        next client does not wait on it): the stock summary counts free servers per
+        key only, and `edge-client list` shows each board's state from this."""
+        if (self._state == "open" and self.edge is not None
+                and self._announced_state != self._state_word()):
+            # The tracker merges UPDATE_INFO into what it has: send only the change
+            # (it insists on "addr"), not the topology again.
+            self._announced_state = self._state_word()
+            change = {"addr": [self.custom_addr, self.port], "edge_state": self._announced_state}
+            self._send([TrackerCode.UPDATE_INFO, change], "UPDATE_INFO", self._expect_success)
 
     def session_started(self) -> None:
         """A client presented our matchkey: the tracker no longer queues it."""
@@ -215,7 +229,11 @@ class TrackerRegistration:
         info = {"key": "server:" + self.key, "addr": [self.custom_addr, self.port]}
         if self.edge is not None:
             info["edge"] = self.edge
+            info["edge_state"] = self._announced_state = self._state_word()
         return info
+
+    def _state_word(self) -> str:
+        return "free" if self._idle else "busy"
 
     def _connect(self, now: float) -> None:
         try:

@@ -36,6 +36,7 @@ from edge_common.slots import resolve_mode as resolve   # within the session's s
 from edge_server.session import sandbox as sandbox_mod
 from edge_server.session.pinning import PinningError, ThreadPinner
 from edge_server.session.timed import MeasureSettings, Measurements
+from edge_server.session.toolchain import CannotLink, needs_linking, require_linker
 from edge_server.session.workdir import WorkDir
 
 logger = logging.getLogger("edge_server.session.child")
@@ -209,10 +210,27 @@ class PreparedSession:
     def load_module(self, file_name):
         from tvm.runtime.module import load_module as tvm_load_module
         path = self.work_dir().path(file_name)
+        self.check_can_link(path, "load_module")
         module = tvm_load_module(path)
         logger.info("session %s: load_module %s", self.ctx.peer, path,
                     extra={"PEER": self.ctx.peer})
         return module
+
+    def check_can_link(self, path: str, action: str) -> None:
+        """Refuse (and log) an object/archive this board has nothing to link with."""
+        if not needs_linking(path):
+            return
+        try:
+            require_linker(path)
+        except CannotLink as err:
+            logger.error("session %s: %s %s refused: %s", self.ctx.peer, action, path, err,
+                         extra={"PEER": self.ctx.peer})
+            raise
+
+    def link_module(self, file_name) -> bytes:
+        path = self.work_dir().path(file_name)
+        self.check_can_link(path, "download_linked_module")
+        return _link_module(path)
 
     def topology_json(self) -> str:
         if self._topology_json is None:
@@ -282,7 +300,7 @@ def register_functions() -> None:
     reg("tvm.rpc.server.listdir", lambda name: _session().work_dir().listdir(name))
     reg("tvm.rpc.server.load_module", lambda name: _session().load_module(name))
     reg("tvm.rpc.server.download_linked_module",
-        lambda name: bytearray(_link_module(_session().work_dir().path(name))))
+        lambda name: bytearray(_session().link_module(name)))
     reg("edge.set_thread_mode", lambda mode: _session().modes.set_mode(mode))
     reg("edge.thread_state", lambda: _session().thread_state())
     reg("edge.topology", lambda: _session().topology_json())

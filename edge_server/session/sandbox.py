@@ -192,6 +192,13 @@ class Applied:
 
 OFF = Applied("off (--sandbox off)")
 
+# capset() changes the calling thread only. With another thread already there
+# (qemu-user's own, under emulation) a drop would leave that thread with more
+# permitted capabilities than ours, and the kernel's cap_safe_nice() then
+# refuses to pin it (EPERM): every thread mode would fail. Keep them, and say so.
+_KEPT_CAPABILITIES = ("capabilities: kept; %d threads already ran and capset() drops only "
+                      "the calling one, after which pinning the others fails")
+
 
 def apply(plan: Optional[Plan], work_dir: str) -> Applied:
     """Narrow this process for good. In auto mode a part that fails is left
@@ -228,8 +235,11 @@ def _apply(plan: Plan, work_dir: str, dir_fd: int) -> Applied:
         if space:
             out.limits["address_space"] = space
     if os.geteuid() == 0:
-        out.capabilities_dropped = bool(_timed(out, "capabilities",
-                                               limits_mod.drop_capabilities))
+        if out.threads_at_apply > 1:
+            out.errors.append(_KEPT_CAPABILITIES % out.threads_at_apply)
+        else:
+            out.capabilities_dropped = bool(_timed(out, "capabilities",
+                                                   limits_mod.drop_capabilities))
     if plan.seccomp_filter is not None and _timed(out, "seccomp", seccomp.load,
                                                          plan.seccomp_filter) is not None:
         out.seccomp = True

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-from host_client.errors import SessionError, ThreadModeRefused
+from host_client.errors import ArchMismatch, SessionError, ThreadModeRefused
 from host_client.kernels import Kernel
 from host_client.session import connect
 
@@ -75,9 +75,8 @@ def measure_once(session, kernel: Kernel, repeat: int, min_repeat_ms: int,
     import numpy as np
     import tvm
 
-    remote_name = os.path.basename(kernel.path)
-    session.upload(kernel.path, remote_name)
-    module = session.load_module(remote_name)
+    # Checked against the board's arch first; a .o/.tar is linked here for it.
+    module = session.upload_module(kernel.path, os.path.basename(kernel.path))
     dev = session.cpu()
     rng = np.random.default_rng(0)
     host = [rng.uniform(-1, 1, size=s).astype(kernel.dtype) for s in kernel.shapes]
@@ -148,6 +147,8 @@ def _bench_mode(tracker, key, mode, kernel, sessions, repeat, min_repeat_ms, ses
         result.cpus, result.nthreads = state.get("cpus"), state.get("nthreads")
         try:
             times, correct, verdict = measure_once(session, kernel, repeat, min_repeat_ms, check)
+        except ArchMismatch:  # the file is wrong for every mode: one line, no table
+            raise
         except Exception as err:  # a kernel that fails on the board fails its row only
             result.error = "measuring in mode %r on %s failed: %s" % (
                 mode, session.board, str(err).strip().splitlines()[-1] if str(err) else err)

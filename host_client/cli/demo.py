@@ -146,7 +146,8 @@ def tune(tracker: str, mode: str, trials: int, work_dir: str) -> dict:
     print("target: %s" % json.dumps(dict(host_client.target_dict_for(runner)), sort_keys=True))
     database = ms.tune_tir(mod, target, os.path.join(work_dir, "tune"),
                            max_trials_global=trials, num_trials_per_iter=trials,
-                           runner=runner, builder=host_client.edge_builder(in_process=True))
+                           runner=runner,
+                           builder=host_client.edge_builder(runner, in_process=True))
     elapsed = time.perf_counter() - t0
     records = database.get_all_tuning_records()
     times = sorted(float(r.run_secs[0]) for r in records

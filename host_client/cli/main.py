@@ -12,7 +12,7 @@ import tempfile
 import traceback
 from typing import List, Optional
 
-from host_client.cli import tables
+from edge_common.version import python_refusal, version_line
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -26,14 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show tracebacks on errors")
     keyed = argparse.ArgumentParser(add_help=False)
     keyed.add_argument("--key", default=None, help="device key (default: $TVM_TRACKER_KEY)")
-    keyed.add_argument("--wait", type=float, default=60.0,
+    keyed.add_argument("--wait", type=non_negative_float, default=60.0,
                        help="seconds to wait for a free board before giving up (default 60)")
-    keyed.add_argument("--session-timeout", type=float, default=None,
+    keyed.add_argument("--session-timeout", type=positive_float, default=None,
                        help="the board ends each session after this many seconds")
 
     parser = argparse.ArgumentParser(
         prog="edge-client",
         description="Talk to edge-server boards through a TVM RPC tracker.")
+    parser.add_argument("--version", action="version", version=version_line("edge-client"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     sub.add_parser("list", parents=[common],
@@ -46,15 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
                            help="time one kernel under several thread modes")
     bench.add_argument("module", nargs="?", default=None,
                        help="a compiled MODULE.so for the board (default: build a matmul)")
-    bench.add_argument("--matmul", type=int, metavar="N", default=None,
+    bench.add_argument("--matmul", type=positive_int, metavar="N", default=None,
                        help="build an N×N float32 matmul for the board (default 256)")
     bench.add_argument("--modes", default=None,
                        help="comma-separated thread modes, e.g. big,big:1,little,little:1,all "
                             "(default: all, then each class and one core of it)")
-    bench.add_argument("--repeat", type=int, default=5, help="timed repeats per session")
-    bench.add_argument("--sessions", type=int, default=1,
+    bench.add_argument("--repeat", type=positive_int, default=5,
+                       help="timed repeats per session (default 5)")
+    bench.add_argument("--sessions", type=positive_int, default=1,
                        help="fresh sessions per mode (default 1)")
-    bench.add_argument("--min-repeat-ms", type=int, default=20,
+    bench.add_argument("--min-repeat-ms", type=non_negative_int, default=20,
                        help="each repeat runs the kernel at least this long")
     bench.add_argument("--func", default=None,
                        help="function to call in MODULE.so (default: matmul)")
@@ -65,22 +67,49 @@ def build_parser() -> argparse.ArgumentParser:
                        help="measure N modes at once, each in its own slot of the key "
                             "(edge-server --slots); 'slots' = one per slot (default 1)")
     bench.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    parser.subcommands = sub.choices   # name -> parser, for usage errors found later
     return parser
 
 
+def _number(kind, minimum: float, words: str):
+    """An argparse type: KIND at least MINIMUM, else a usage error in words."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%r is not a number; give %s" % (text, words))
+        if value < minimum or value != value:
+            raise argparse.ArgumentTypeError("%s is too small; give %s" % (text, words))
+        return value
+    convert.__name__ = words    # argparse names the type in its messages
+    return convert
+
+
+positive_int = _number(int, 1, "a whole number of at least 1")
+non_negative_int = _number(int, 0, "a whole number of at least 0")
+positive_float = _number(float, 1e-9, "a number of seconds above 0")
+non_negative_float = _number(float, 0, "a number of seconds, 0 or more")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    refusal = python_refusal("edge-client")
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()   # inside the try: a closed pipe is noticed here, not at exit
+        return code
     except KeyboardInterrupt:
         print("edge-client: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `edge-client ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except UsageError as err:
-        parser.error(str(err))
+    except UsageError as err:  # the subcommand's usage line, exit status 2
+        parser.subcommands[args.command].error(str(err))
     except Exception as err:  # every failure is one line unless --verbose
         if args.verbose:
             traceback.print_exc()
@@ -106,6 +135,7 @@ def cmd_list(args) -> int:
     elif not boards:
         print("no servers registered on the tracker")
     else:
+        from host_client.cli import tables
         print(tables.boards_table(boards))
     return EXIT_OK
 
@@ -114,20 +144,24 @@ def cmd_probe(args) -> int:
     from host_client.session import connect
     from host_client.target import target_dict_for
 
-    session = connect(args.tracker, args.key, thread_mode=None,
+    # --mode is applied to the probing session: the state shown is that mode's
+    # (a mode the board cannot meet fails here, in the board's own words).
+    session = connect(args.tracker, args.key, thread_mode=args.mode,
                       session_timeout=args.session_timeout, wait=args.wait)
-    topology, state, board = session.topology(), session.thread_state, session.board
+    topology, state, address = session.topology(), session.thread_state, session.board
     session.release()
     del session
     targets = {"suggested": topology.get("tvm_target")}
     if args.mode:
         targets[args.mode] = target_dict_for(topology, args.mode)
     if args.json:
-        print(json.dumps({"board": board, "key": args.key or os.environ.get("TVM_TRACKER_KEY"),
+        print(json.dumps({"board": topology.get("board"), "address": address,
+                          "key": args.key or os.environ.get("TVM_TRACKER_KEY"),
                           "topology": topology, "thread_state": state, "targets": targets},
                          indent=2))
     else:
-        print(tables.probe_text(board, topology, state, targets))
+        from host_client.cli import tables
+        print(tables.probe_text(address, topology, state, targets))
     return EXIT_OK
 
 
@@ -169,12 +203,11 @@ def parse_arg_spec(spec: str):
 def cmd_bench(args) -> int:
     from host_client.boards import list_boards
     from host_client.cli.bench import bench_modes, default_modes
+    from host_client.cli import tables
     from host_client.tracker import default_key, parse_tracker
 
     if args.module and args.matmul is not None:
         raise UsageError("give either MODULE.so or --matmul N, not both")
-    if args.repeat < 1 or args.sessions < 1:
-        raise UsageError("--repeat and --sessions must be at least 1")
     tracker, key = str(parse_tracker(args.tracker)), default_key(args.key)
     modes = parse_modes(args.modes)
     boards = list_boards(tracker)
@@ -191,8 +224,8 @@ def cmd_bench(args) -> int:
                               parallel=parallel, progress=progress)
     baseline = next((r.mean_ms for r in results if r.mean_ms), None)
     if args.json:
-        print(json.dumps({"board": board.address, "key": key, "kernel": _kernel_json(args, kernel),
-                          "parallel": parallel,
+        print(json.dumps({"board": board.name, "address": board.address, "key": key,
+                          "kernel": _kernel_json(args, kernel), "parallel": parallel,
                           "results": [r.to_json(baseline) for r in results]}, indent=2))
     else:
         print(tables.bench_table(results, board, _kernel_label(args, kernel)))

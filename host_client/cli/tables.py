@@ -3,7 +3,7 @@ import json
 import textwrap
 from typing import List, Optional, Sequence
 
-from host_client.boards import describe_classes
+from host_client.boards import describe_classes, modes_text
 
 
 def table(headers: Sequence[str], rows: List[Sequence[str]], right: Sequence[int] = ()) -> str:
@@ -24,20 +24,29 @@ def table(headers: Sequence[str], rows: List[Sequence[str]], right: Sequence[int
 
 
 def boards_table(boards) -> str:
-    """One row per server; with slots (edge-server --slots) one row per slot,
-    with its cores and whether a session runs on it."""
+    """One row per board (its own name, version, state, classes, modes); with slots
+    (edge-server --slots) one row per slot, with its cores. Then one line per key
+    with the tracker's counts (free/total, pending requests)."""
     slots = any(b.slot for b in boards)
     rows = []
     for b in boards:
-        row = [b.key, b.address, "edge" if b.edge else "stock",
-               "%d/%d" % (b.key_free, b.key_total), str(b.key_pending)]
+        row = [b.hostname or "-", b.name or "-", b.address, b.key,
+               b.version or ("stock" if not b.edge else "-"),
+               b.state or ("?" if b.edge else "-")]
         if slots:
             row.append(b.describe_slot())
-        rows.append(row + [b.describe_classes(),
+        rows.append(row + [b.describe_classes(), b.sandbox, modes_text(b.modes) or "-",
                            conditions_text((b.topology or {}).get("conditions"))
-                           if b.edge else "-", b.sandbox])
-    headers = ["KEY", "ADDRESS", "SERVER", "FREE", "PENDING"] + (["SLOT"] if slots else [])
-    return table(headers + ["CORE CLASSES", "AT REGISTRATION", "SANDBOX"], rows, right=(3, 4))
+                           if b.edge else "-"])
+    headers = ["HOST", "BOARD", "ADDRESS", "KEY", "VERSION", "STATE"] + (["SLOT"] if slots else [])
+    lines = [table(headers + ["CORE CLASSES", "SANDBOX", "MODES", "AT REGISTRATION"], rows)]
+    seen = []
+    for b in boards:
+        if b.key not in seen:
+            seen.append(b.key)
+            lines.append("key %s: %d/%d free, %d pending" % (b.key, b.key_free, b.key_total,
+                                                              b.key_pending))
+    return "\n".join(lines[:1] + [""] + lines[1:])
 
 
 def probe_text(board: str, topology: dict, state: Optional[dict], targets: dict) -> str:

@@ -4,7 +4,8 @@ import shutil
 
 import pytest
 
-from tests.support.deploy_kit import DEPLOY, PREFIX, add_os_files, run_install, stage
+from tests.support.deploy_kit import (BOARD, DEPLOY, PREFIX, add_os_files, build_wheelhouse,
+                                      run_install, stage)
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +33,16 @@ def full_install(tmp_path_factory):
     (systemd-python built from source), plus tornado so the same environment
     can also run the tracker unit. Returns (root, install output)."""
     root = tmp_path_factory.mktemp("full") / "root"
-    proc = run_install("--pip-arg=tornado", destdir=root, timeout=900)
+    proc = run_install("--pip-arg=tornado", *BOARD, destdir=root, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     shutil.copy2(DEPLOY / "tvm-tracker.service", root / "etc/systemd/system/tvm-tracker.service")
     return root, proc
+
+
+@pytest.fixture(scope="session")
+def x86_wheelhouse(tmp_path_factory):
+    """make wheelhouse ARCH=x86_64 (this machine is the board of the offline tests)."""
+    out = tmp_path_factory.mktemp("wheelhouse") / "x86_64"
+    proc = build_wheelhouse(out, "--arch", "x86_64")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.deploy_kit import DEPLOY, INSTALL_SH, REPO, run_install, stage
+from tests.support.deploy_kit import BOARD, DEPLOY, INSTALL_SH, REPO, run_install, stage
 
 NOBODY = 65534
 
@@ -27,7 +27,7 @@ def lines(proc):
 
 def test_dry_run_lists_every_action_and_changes_nothing(tmp_path):
     prefix = tmp_path / "opt" / "edge"
-    proc = run_install("--dry-run", "--prefix", prefix)
+    proc = run_install("--dry-run", "--prefix", prefix, *BOARD)
     assert proc.returncode == 0, proc.stderr
     py = "/usr/bin/python3"
     assert lines(proc) == [
@@ -41,7 +41,8 @@ def test_dry_run_lists_every_action_and_changes_nothing(tmp_path):
         "+ install -m 0644 %s/edge-server.service /etc/systemd/system/edge-server.service "
         "(ExecStart=%s/bin/...)" % (DEPLOY, prefix),
         "+ install -d -m 0755 /etc/default",
-        "+ install -m 0644 %s/edge-server.env /etc/default/edge-server" % DEPLOY,
+        "+ install -m 0644 %s/edge-server.env /etc/default/edge-server (with "
+        "TRACKER=tuning-host:9190 KEY=rk3399-lab)" % DEPLOY,
         "+ systemctl daemon-reload",
         "+ systemctl enable --now edge-server.service",
         "install.sh: dry run: nothing was changed",
@@ -69,19 +70,20 @@ def test_dry_run_with_destdir_stages_and_skips_systemctl(tmp_path):
 
 
 def test_dry_run_as_non_root_previews(tmp_path):
-    proc = run_install("--dry-run", "--prefix", tmp_path / "venv", user=NOBODY)
+    proc = run_install("--dry-run", "--prefix", tmp_path / "venv", *BOARD, user=NOBODY)
     assert proc.returncode == 0, proc.stderr
     assert "install.sh: note: not root; the real install needs root" in proc.stdout
     assert "+ systemctl enable --now edge-server.service" in lines(proc)
 
 
 def test_no_systemctl_writes_files_but_runs_no_systemctl(tmp_path):
-    proc = run_install("--dry-run", "--no-systemctl", "--prefix", tmp_path / "venv")
+    proc = run_install("--dry-run", "--no-systemctl", "--prefix", tmp_path / "venv", *BOARD)
     assert proc.returncode == 0, proc.stderr
     assert not any(line.startswith("+ systemctl") for line in lines(proc))
     assert ("install.sh: skipping systemctl (--no-systemctl); run: systemctl daemon-reload "
             "&& systemctl enable --now edge-server.service") in lines(proc)
-    assert "+ install -m 0644 %s/edge-server.env /etc/default/edge-server" % DEPLOY in lines(proc)
+    assert ("+ install -m 0644 %s/edge-server.env /etc/default/edge-server (with "
+            "TRACKER=tuning-host:9190 KEY=rk3399-lab)" % DEPLOY) in lines(proc)
 
 
 def test_tracker_role_dry_run(tmp_path):
@@ -115,8 +117,7 @@ def test_staged_settings_file(staged_install):
     written = env.read_text().splitlines()
     assert len(written) == len(shipped)
     changed = [(a, b) for a, b in zip(shipped, written) if a != b]
-    assert changed == [("TRACKER=tracker.local:9190", "TRACKER=tuning-host:9190"),
-                       ("KEY=rk3399", "KEY=rk3399-lab")]
+    assert changed == [("TRACKER=", "TRACKER=tuning-host:9190"), ("KEY=", "KEY=rk3399-lab")]
 
 
 def test_staged_environment_points_at_the_prefix(staged_install):
@@ -140,7 +141,7 @@ def test_staged_package_is_importable(staged_install):
     proc = subprocess.run([str(root / "srv/edge/bin/python"), "-c",
                            "import edge_server.main, sys; print(edge_server.main.__file__)"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60,
-                          cwd="/")
+                          cwd="/", env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith(str(root / "srv/edge/lib"))
 
@@ -162,7 +163,7 @@ def test_staged_run_prints_the_real_actions(staged_install):
 
 def test_reinstall_keeps_an_edited_settings_file(tmp_path):
     root = tmp_path / "root"
-    stage(root)
+    stage(root, *BOARD)
     env = root / "etc/default/edge-server"
     unit = root / "etc/systemd/system/edge-server.service"
     env.write_text("TRACKER=my-host:9190\nKEY=mine\n")
@@ -180,7 +181,7 @@ def test_reinstall_keeps_an_edited_settings_file(tmp_path):
 
 def test_not_root_without_destdir_is_refused(tmp_path):
     prefix = tmp_path / "venv"
-    proc = run_install("--prefix", prefix, user=NOBODY)
+    proc = run_install("--prefix", prefix, *BOARD, user=NOBODY)
     assert proc.returncode == 1
     assert "install.sh: error: must run as root" in proc.stderr
     assert "DESTDIR=/tmp/stage" in proc.stderr  # says what would work
@@ -220,7 +221,7 @@ def _path_without(tmp_path, *missing):
 
 def test_missing_apt_packages_are_named_with_the_command(tmp_path):
     path = _path_without(tmp_path, "g++", "pkg-config")
-    proc = run_install("--dry-run", env={"PATH": path})
+    proc = run_install("--dry-run", *BOARD, env={"PATH": path})
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
         "install.sh: error: missing system packages: pkg-config g++",
@@ -236,19 +237,20 @@ def test_tracker_role_needs_no_compiler(tmp_path):
 
 def _old_pythons():
     found = []
-    for pattern in ("/root/.pyenv/versions/3.[0-8].*/bin/python3",
-                    "/usr/bin/python3.[0-8]", "/usr/local/bin/python3.[0-8]"):
+    for pattern in ("/root/.pyenv/versions/3.[0-9].*/bin/python3",
+                    "/root/.pyenv/versions/2.*/bin/python2",
+                    "/usr/bin/python3.[0-9]", "/usr/local/bin/python3.[0-9]"):
         found += glob.glob(pattern)
     return sorted(found)
 
 
-@pytest.mark.skipif(not _old_pythons(), reason="no Python older than 3.9 on this machine")
+@pytest.mark.skipif(not _old_pythons(), reason="no Python older than 3.10 on this machine")
 def test_old_python_is_refused():
     old = _old_pythons()[-1]
-    proc = run_install("--dry-run", "--python", old)
+    proc = run_install("--dry-run", "--python", old, *BOARD)
     assert proc.returncode == 1
-    assert "edge-server needs Python >= 3.9" in proc.stderr
-    assert "Python '%s' is 3." % old in proc.stderr
+    assert "edge-server needs Python >= 3.10" in proc.stderr
+    assert "Python '%s' is %s." % (old, os.path.basename(old)[6]) in proc.stderr
 
 
 def test_python_under_home_is_refused(tmp_path):
@@ -256,15 +258,15 @@ def test_python_under_home_is_refused(tmp_path):
     real = os.path.realpath(sys.executable)
     if not real.startswith(("/root/", "/home/")):
         pytest.skip("this test's Python (%s) is not under a home directory" % real)
-    proc = run_install("--dry-run", "--python", sys.executable)
+    proc = run_install("--dry-run", "--python", sys.executable, *BOARD)
     assert proc.returncode == 1
     assert "under a home directory the service cannot see (ProtectHome=yes)" in proc.stderr
     assert "--python /usr/bin/python3" in proc.stderr
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--key", "a:b"], "--key 'a:b' has characters a TVM key cannot carry"),
-    (["--key", "two words"], "--key 'two words' has characters"),
+    (["--key", "two words"], "--key 'two words' contains whitespace, which the RPC handshake "
+                             "splits on; e.g. two-words"),
     (["--tracker", "nohost"], "--tracker 'nohost' is not HOST:PORT"),
     (["--prefix", "relative/dir"], "--prefix must be an absolute path"),
     (["--prefix", "/"], "--prefix / is not a virtual environment directory"),
@@ -273,16 +275,24 @@ def test_python_under_home_is_refused(tmp_path):
     (["--frobnicate"], "unknown option '--frobnicate'"),
 ])
 def test_bad_arguments(args, message):
-    proc = run_install("--dry-run", *args)
+    proc = run_install("--dry-run", *BOARD, *args)
     assert proc.returncode == 1
     assert message in proc.stderr, proc.stderr
+
+
+def test_a_stock_key_with_a_colon_is_taken_with_a_warning(tmp_path):
+    proc = run_install("--dry-run", "--tracker", "t:9190", "--key", "lab:rk3399",
+                       destdir=tmp_path / "root")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: --key 'lab:rk3399': stock TVM takes it, but MetaSchedule" in proc.stdout
+    assert "(with TRACKER=t:9190 KEY=lab:rk3399)" in proc.stdout
 
 
 def test_prefix_that_is_not_a_venv_is_refused(tmp_path):
     root = tmp_path / "root"
     (root / "opt/edge-server").mkdir(parents=True)
     (root / "opt/edge-server/data.txt").write_text("mine")
-    proc = run_install("--dry-run", destdir=root)
+    proc = run_install("--dry-run", *BOARD, destdir=root)
     assert proc.returncode == 1
     assert "exists and is not a virtual environment" in proc.stderr
     assert (root / "opt/edge-server/data.txt").read_text() == "mine"
@@ -316,3 +326,88 @@ def test_full_install_with_dependencies(full_install):
     helptext = subprocess.run([str(python), "-m", "edge_server", "--help"], cwd="/",
                               stdout=subprocess.PIPE, text=True, timeout=120).stdout
     assert "--tracker" in helptext and "--grace" in helptext
+
+
+@pytest.mark.parametrize("args", [(), ("--tracker", "t:9190"), ("--key", "rk3399")])
+def test_first_install_needs_tracker_and_key(tmp_path, args):
+    proc = run_install("--dry-run", *args, destdir=tmp_path / "root")
+    assert proc.returncode == 1
+    assert "a first install needs --tracker HOST:PORT and --key KEY" in proc.stderr
+    assert "+ " not in proc.stdout          # refused before any action
+
+
+def test_upgrade_reads_tracker_and_key_from_the_settings_file(tmp_path):
+    root = tmp_path / "root"
+    env = root / "etc/default/edge-server"
+    env.parent.mkdir(parents=True)
+    env.write_text('# mine\nTRACKER="[fd00::5]:9190"\nKEY=rk3588\n')
+    proc = run_install("--dry-run", destdir=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "install.sh: settings from %s: TRACKER=[fd00::5]:9190 KEY=rk3588" % env in lines(proc)
+    env.write_text("TRACKER=\nKEY=rk3588\n")
+    proc = run_install("--dry-run", destdir=root)
+    assert proc.returncode == 1 and "has no TRACKER= or KEY= value" in proc.stderr
+
+
+@pytest.mark.parametrize("tracker", ["[::1]:9190", "[fd00::5]:9190", "10.0.0.5:9190",
+                                     "tracker.lan:1", "h:65535"])
+def test_tracker_forms_accepted(tmp_path, tracker):
+    proc = run_install("--dry-run", "--tracker", tracker, "--key", "k", destdir=tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    assert "(with TRACKER=%s KEY=k)" % tracker in proc.stdout
+
+
+@pytest.mark.parametrize("tracker", ["::1:9190", "[::1]", "[::1]:", "host:0", "host:65536",
+                                     "host:99999999", "[zz::1]:9190", "a b:1"])
+def test_tracker_forms_refused(tracker):
+    proc = run_install("--dry-run", "--tracker", tracker, "--key", "k")
+    assert proc.returncode == 1
+    assert "is not HOST:PORT" in proc.stderr and "[fd00::5]:9190" in proc.stderr
+
+
+def test_uninstall_dry_run_lists_the_reverse(tmp_path):
+    proc = run_install("--dry-run", "--uninstall", "--prefix", tmp_path / "venv")
+    assert proc.returncode == 0, proc.stderr
+    assert lines(proc)[1:] == [
+        "+ systemctl disable --now edge-server.service",
+        "+ rm -f /etc/systemd/system/edge-server.service",
+        "+ systemctl daemon-reload",
+        "install.sh: dry run: nothing was changed"]
+
+
+def test_uninstall_removes_a_staged_install_and_keeps_settings(tmp_path):
+    root = tmp_path / "root"
+    stage(root, *BOARD)
+    env = root / "etc/default/edge-server"
+    assert (root / "opt/edge-server/pyvenv.cfg").is_file()
+    proc = run_install("--uninstall", destdir=root)
+    assert proc.returncode == 0, proc.stderr
+    assert not (root / "opt/edge-server").exists()
+    assert not (root / "etc/systemd/system/edge-server.service").exists()
+    assert "TRACKER=tuning-host:9190" in env.read_text()
+    assert "install.sh: kept %s (--purge removes it)" % env in lines(proc)
+    reinstall = stage(root)                     # no flags: the kept settings are used
+    assert "settings from %s: TRACKER=tuning-host:9190 KEY=rk3399-lab" % env in reinstall.stdout
+    proc = run_install("--uninstall", "--purge", destdir=root)
+    assert proc.returncode == 0 and not env.exists()
+    assert not (root / "opt/edge-server").exists()
+
+
+def test_uninstall_leaves_a_prefix_that_is_not_a_venv(tmp_path):
+    root = tmp_path / "root"
+    (root / "opt/edge-server").mkdir(parents=True)
+    (root / "opt/edge-server/data.txt").write_text("mine")
+    proc = run_install("--uninstall", destdir=root)
+    assert proc.returncode == 0
+    assert "is not a virtual environment; left as it is" in proc.stdout
+    assert (root / "opt/edge-server/data.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--purge"], "--purge goes with --uninstall"),
+    (["--uninstall", "--key", "k"], "--uninstall takes no --tracker, --key or --wheelhouse"),
+    (["--wheelhouse", "/nonexistent"], "has no wheelhouse.txt; build one with: make wheelhouse"),
+])
+def test_bad_uninstall_and_wheelhouse_arguments(args, message):
+    proc = run_install("--dry-run", *args)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr

@@ -10,18 +10,12 @@ client joins it with nsenter. Needs root, overlayfs and systemd-nspawn
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-from tests.support import procs
+from tests.support.nspawn import Container, overlay_root, prerequisites
 
 KEY = "ct-board"
 TRACKER_PORT = 9190
@@ -35,106 +29,7 @@ AllowIsolate=yes
 """
 
 
-def prerequisites():
-    missing = []
-    if os.geteuid() != 0:
-        missing.append("root")
-    if shutil.which("systemd-nspawn") is None:
-        missing.append("systemd-nspawn (apt-get install systemd-container)")
-    if "overlay" not in Path("/proc/filesystems").read_text():
-        missing.append("overlayfs")
-    return missing
-
-
 pytestmark = pytest.mark.skipif(bool(prerequisites()), reason="needs %s" % prerequisites())
-
-
-class Container:
-    def __init__(self, base, root):
-        self.base = Path(base)
-        self.root = Path(root)
-        self.log_path = self.base / "nspawn.log"
-        self.proc = None
-        self.leader = None
-
-    def boot(self):
-        self.proc = procs.Proc(
-            ["systemd-nspawn", "-D", str(self.root), "--private-network", "--register=no",
-             "--keep-unit", "--machine=edge-test-%d" % os.getpid(), "--quiet",
-             "-b", "systemd.unit=edge-test.target"], self.log_path)
-        deadline = time.time() + 60
-        while time.time() < deadline and self.leader is None:
-            out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-x", "systemd"],
-                                 stdout=subprocess.PIPE, text=True).stdout.split()
-            self.leader = int(out[0]) if out else None
-            if not self.proc.alive():
-                raise RuntimeError("systemd-nspawn exited:\n" + self.proc.log())
-            time.sleep(0.2)
-        assert self.leader, "no systemd in the container:\n" + self.proc.log()
-        # until its manager answers on the bus and the boot target is reached
-        deadline = time.time() + 120
-        state = ""
-        while time.time() < deadline:
-            state = self.run("systemctl", "is-system-running", check=False).strip()
-            if state in ("running", "degraded"):
-                return
-            time.sleep(0.3)
-        raise TimeoutError("container boot: systemctl is-system-running says %r\n%s"
-                           % (state, self.proc.log()))
-
-    def run(self, *cmd, check=True, timeout=120):
-        """A command inside the container (all its namespaces), clean environment."""
-        proc = subprocess.run(
-            ["nsenter", "-t", str(self.leader), "-a", "env", "-i",
-             "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_COLORS=0", "SYSTEMD_PAGER=",
-             *map(str, cmd)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            timeout=timeout)
-        if check:
-            assert proc.returncode == 0, "%s: %s" % (" ".join(map(str, cmd)), proc.stdout)
-        return proc.stdout
-
-    def client(self, *args, timeout=180, background=False):
-        """Our TVM client in the container's network namespace (host filesystem)."""
-        argv = ["nsenter", "-t", str(self.leader), "-n", sys.executable,
-                str(procs.REPO / "tests" / "support" / "ct_client.py"), *map(str, args)]
-        env = {"TVM_USE_RUNTIME_LIB": "1"}
-        if background:
-            return procs.Proc(argv, self.base / ("client-%d.log" % time.time_ns()), env=env)
-        full_env = dict(os.environ, **env)
-        return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=timeout, env=full_env)
-
-    def show(self, unit, prop):
-        return self.run("systemctl", "show", "-p", prop, "--value", unit).strip()
-
-    def journal(self, *args):
-        return self.run("journalctl", "--no-pager", "-u", "edge-server", *args)
-
-    def wait_status(self, pattern, timeout=90):
-        deadline = time.time() + timeout
-        status = ""
-        while time.time() < deadline:
-            status = self.show("edge-server", "StatusText")
-            if re.search(pattern, status):
-                return status
-            time.sleep(0.3)
-        raise TimeoutError("edge-server status %r never matched %r\n%s\n%s" % (
-            status, pattern, self.run("systemctl", "status", "edge-server", check=False),
-            self.run("journalctl", "--no-pager", "-o", "cat", "-n", "40", "-u", "edge-server",
-                     check=False)))
-
-    def wait_registered(self):
-        return self.wait_status(r"registered as key %s at tracker 127\.0\.0\.1:%d"
-                                % (KEY, TRACKER_PORT))
-
-    def shutdown(self):
-        if self.proc is not None and self.proc.alive():
-            self.proc.signal(signal.SIGTERM)       # nspawn asks the container to power off
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                pass
-            self.proc.stop()
 
 
 def install_into(root, staged):
@@ -149,25 +44,23 @@ def install_into(root, staged):
     (root / "etc/systemd/system/edge-test.target").write_text(BOOT_TARGET)
 
 
+def wait_registered(ct):
+    return ct.wait_status(r"registered as key %s at tracker 127\.0\.0\.1:%d"
+                          % (KEY, TRACKER_PORT))
+
+
 @pytest.fixture(scope="module")
 def container(full_install):
     staged, _ = full_install
-    base = Path(tempfile.mkdtemp(prefix="edge-ct-", dir="/var/tmp"))
-    upper, work, root = base / "upper", base / "work", base / "root"
-    for d in (upper, work, root):
-        d.mkdir()
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    "lowerdir=/,upperdir=%s,workdir=%s" % (upper, work), str(root)], check=True)
-    ct = Container(base, root)
-    try:
-        install_into(root, staged)
-        ct.boot()
-        ct.wait_registered()
-        yield ct
-    finally:
-        ct.shutdown()
-        subprocess.run(["umount", "-l", str(root)])
-        shutil.rmtree(base, ignore_errors=True)
+    with overlay_root() as (base, root):
+        ct = Container(base, root)
+        try:
+            install_into(root, staged)
+            ct.boot()
+            wait_registered(ct)
+            yield ct
+        finally:
+            ct.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +79,7 @@ def artifact(tmp_path_factory):
 def test_service_is_ready_sandboxed_and_registered(container):
     assert container.show("edge-server", "ActiveState") == "active"
     assert container.show("edge-server", "Type") == "notify"
-    status = container.wait_registered()
+    status = wait_registered(container)
     assert status.startswith("idle on port 9090; ")
     pid = container.show("edge-server", "MainPID")
     proc_status = container.run("cat", "/proc/%s/status" % pid)
@@ -223,7 +116,7 @@ def test_a_session_links_and_runs_an_uploaded_tar_in_the_sandbox(container, arti
 
 
 def test_reload_reprobes_and_stays_active(container):
-    container.wait_registered()
+    wait_registered(container)
     container.run("systemctl", "reload", "edge-server")
     # RELOADING=1 holds the unit in "reloading" until the daemon's READY=1
     deadline = time.time() + 30
@@ -231,11 +124,11 @@ def test_reload_reprobes_and_stays_active(container):
         time.sleep(0.2)
     assert container.show("edge-server", "ActiveState") == "active"
     assert "SIGHUP: re-probed the topology" in container.journal("-o", "cat")
-    container.wait_registered()
+    wait_registered(container)
 
 
 def test_stop_gives_a_running_session_its_grace_then_ends_it(container):
-    container.wait_registered()
+    wait_registered(container)
     holder = container.client("hold", TRACKER_PORT, KEY, 120, background=True)
     try:
         deadline = time.time() + 60
@@ -250,17 +143,17 @@ def test_stop_gives_a_running_session_its_grace_then_ends_it(container):
     finally:
         holder.stop()
         container.run("systemctl", "start", "edge-server")
-    container.wait_registered()
+    wait_registered(container)
 
 
 def test_a_wedged_daemon_is_restarted_by_the_watchdog(container):
-    container.wait_registered()
+    wait_registered(container)
     dropin = container.root / "etc/systemd/system/edge-server.service.d"
     dropin.mkdir(exist_ok=True)
     (dropin / "watchdog.conf").write_text("[Service]\nWatchdogSec=3s\n")
     container.run("systemctl", "daemon-reload")
     container.run("systemctl", "restart", "edge-server")
-    container.wait_registered()
+    wait_registered(container)
     restarts = int(container.show("edge-server", "NRestarts"))
     wedged = container.show("edge-server", "MainPID")
     container.run("kill", "-STOP", wedged)
@@ -272,7 +165,7 @@ def test_a_wedged_daemon_is_restarted_by_the_watchdog(container):
     assert int(container.show("edge-server", "NRestarts")) == restarts + 1
     journal = container.run("journalctl", "--no-pager", "-u", "edge-server", "-o", "cat")
     assert "Watchdog timeout (limit 3s)!" in journal
-    container.wait_registered()
+    wait_registered(container)
     assert container.show("edge-server", "MainPID") != wedged
 
 
@@ -282,7 +175,7 @@ def test_bad_settings_fail_once_with_a_clear_error(container):
     settings = container.root / "etc/default/edge-server"
     good = settings.read_text()
     try:
-        settings.write_text(re.sub(r"(?m)^KEY=.*$", "KEY=rk3399:big", good))
+        settings.write_text(re.sub(r"(?m)^KEY=.*$", 'KEY="rk3399 big"', good))
         container.run("systemctl", "restart", "edge-server", check=False)  # counter back to 0
         deadline = time.time() + 30
         while container.show("edge-server", "ActiveState") != "failed" and time.time() < deadline:
@@ -293,9 +186,9 @@ def test_bad_settings_fail_once_with_a_clear_error(container):
         assert container.show("edge-server", "ActiveState") == "failed"
         assert container.show("edge-server", "NRestarts") == "0"
         journal = container.journal("-o", "cat", "-n", "20")
-        assert "edge-server: error:" in journal and "rk3399:big" in journal, journal
+        assert "edge-server: error:" in journal and "'rk3399 big'" in journal, journal
     finally:
         settings.write_text(good)
         container.run("systemctl", "reset-failed", "edge-server", check=False)
         container.run("systemctl", "start", "edge-server")
-    container.wait_registered()
+    wait_registered(container)

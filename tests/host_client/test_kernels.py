@@ -1,10 +1,11 @@
-"""The bench kernel and the cross-toolchain check."""
+"""The bench kernel, built for this host and cross-linked for an ARM board."""
 import numpy as np
 import pytest
 import tvm
 
-from host_client.errors import CrossCompilerMissing
-from host_client.kernels import build_matmul, compiler_for, host_arch
+from edge_server.board.arch import read as read_header
+from host_client.errors import ArchMismatch
+from host_client.kernels import build_matmul
 
 
 def test_matmul_is_correct_and_parallel(tmp_path):
@@ -18,17 +19,16 @@ def test_matmul_is_correct_and_parallel(tmp_path):
     np.testing.assert_allclose(c.numpy(), a @ b, rtol=1e-4)
 
 
-def test_same_arch_needs_no_cross_compiler():
-    assert compiler_for(host_arch()) is None
-    assert compiler_for(None) is None
+def test_matmul_for_an_aarch64_board_is_an_aarch64_library(tmp_path):
+    target = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "num-cores": 4}
+    kernel = build_matmul(16, target, str(tmp_path), board_arch="aarch64")
+    header = read_header(kernel.path)
+    assert (header.arch, header.bits) == ("aarch64", 64)
 
 
-def test_missing_cross_compiler_says_what_to_install(monkeypatch):
-    monkeypatch.setenv("PATH", "/nonexistent")
-    other = "riscv64" if host_arch() != "riscv64" else "aarch64"
-    with pytest.raises(CrossCompilerMissing, match="apt-get install gcc-") as info:
-        compiler_for(other)
-    assert other in str(info.value) and host_arch() in str(info.value)
+def test_matmul_built_for_the_wrong_machine_is_refused_before_upload(tmp_path):
+    with pytest.raises(ArchMismatch, match=r"^matmul_16.so: built for x86-64, board runs armv7l$"):
+        build_matmul(16, {"kind": "llvm"}, str(tmp_path), board_arch="armv7l")
 
 
 def test_bad_size_is_refused(tmp_path):

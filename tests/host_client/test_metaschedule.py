@@ -167,3 +167,44 @@ def test_arguments_are_filled_on_the_board_and_by_the_host_fallback(stack):
         assert np.unique(remote.numpy()).size > 1
     finally:
         session.release()
+
+
+def test_runner_upload_refuses_another_machine_and_links_a_tar_for_this_one(stack, tmp_path):
+    """f_upload_module: a trial built for x86-64 never reaches an aarch64 board
+    (the rk3399 fixture server announces aarch64); on this machine's board a
+    .tar is linked here and loaded as a .so."""
+    from tvm.support.tar import tar
+
+    from host_client.errors import ArchMismatch
+    from host_client.metaschedule import upload_module
+
+    lib = tvm.compile(matmul_mod(), target=tvm.target.Target({"kind": "llvm"}))
+    archive = str(tmp_path / "tvm_tmp_mod.tar")
+    lib.export_library(archive, fcompile=tar)
+    stack.wait_free(RK)
+    session = host_client.connect(stack.tracker, RK, thread_mode="little:1")
+    try:
+        said = None
+        try:
+            upload_module(session, archive, "tvm_tmp_mod.tar")
+        except ArchMismatch as err:
+            said = str(err)
+        assert said == "tvm_tmp_mod.tar:lib0.o: built for x86-64, board runs aarch64"
+        assert not any(n.startswith("tvm_tmp_mod") for n in session.listdir(".").split(","))
+    finally:
+        session.release()
+        del session
+    stack.wait_free(LOCAL)
+    session = host_client.connect(stack.tracker, LOCAL, thread_mode="big:1")
+    try:
+        module = upload_module(session, archive, "tvm_tmp_mod.tar")
+        assert "tvm_tmp_mod.tar.so" in session.listdir(".").split(",")
+        dev = session.cpu()
+        a, b = (np.random.rand(N, N).astype("float32") for _ in range(2))
+        c = tvm.runtime.tensor(np.zeros((N, N), "float32"), dev)
+        module["main"](tvm.runtime.tensor(a, dev), tvm.runtime.tensor(b, dev), c)
+        np.testing.assert_allclose(c.numpy(), a @ b, rtol=1e-4)
+        del module, c
+    finally:
+        session.release()
+        del session

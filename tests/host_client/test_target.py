@@ -65,3 +65,10 @@ def test_edge_board_from_the_tracker_gives_its_target():
 
 def test_default_mode_is_all():
     assert target_dict_for(topology("rk3399"))["num-cores"] == 6
+
+
+def test_armhf_board_gets_the_hard_float_abi_its_toolchain_links():
+    target = target_dict_for(topology("exynos5422-linux3.10"), "all")
+    assert target["mtriple"] == "armv7l-linux-gnueabihf" and target["mfloat-abi"] == "hard"
+    # an aarch64 board's target is left alone
+    assert "mfloat-abi" not in target_dict_for(topology("rk3399"), "little:1")

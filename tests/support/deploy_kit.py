@@ -6,14 +6,17 @@ pip-installs this checkout into it. The quick staging passes `--no-deps`
 every dependency.
 """
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 INSTALL_SH = DEPLOY / "install.sh"
 PREFIX = "/srv/edge"  # the staged installs' prefix: not the default, so substitution shows
+BOARD = ("--tracker", "tuning-host:9190", "--key", "rk3399-lab")  # a first install needs both
 
 
 def run_install(*args, destdir=None, env=None, user=None, timeout=600):
@@ -28,6 +31,40 @@ def run_install(*args, destdir=None, env=None, user=None, timeout=600):
         argv = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user, "--clear-groups", *argv]
     return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env=full_env, timeout=timeout, cwd="/")
+
+
+WHEELHOUSE_SH = REPO / "scripts" / "wheelhouse.sh"
+
+
+def build_wheelhouse(out, *args, timeout=900):
+    """Run scripts/wheelhouse.sh --out OUT ARGS (pip download: PyPI or pip's cache)."""
+    env = dict(os.environ, PY=sys.executable)
+    return subprocess.run(["bash", str(WHEELHOUSE_SH), "--out", str(out), *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout, env=env)
+
+
+def rebuilt_with_version(house, out, version):
+    """A copy of wheelhouse HOUSE whose tvm-edge-rpc wheel says VERSION: a release
+    to upgrade to, without downloading the dependencies again."""
+    src = Path(out).parent / ("src-" + version)
+    files = subprocess.run(["git", "ls-files"], cwd=str(REPO), stdout=subprocess.PIPE,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        if name.startswith(("tests/", "bench/")) or not (REPO / name).is_file():
+            continue
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, src / name)
+    cfg = src / "setup.cfg"
+    cfg.write_text(re.sub(r"(?m)^version = .*$", "version = " + version, cfg.read_text()))
+    shutil.copytree(house, out)
+    for old in Path(out).glob("tvm_edge_rpc-*.whl"):
+        old.unlink()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out),
+                    str(src)], check=True)
+    manifest = Path(out) / "wheelhouse.txt"
+    manifest.write_text(re.sub(r"(?m)^version=.*$", "version=" + version, manifest.read_text()))
+    return Path(out)
 
 
 def stage(destdir, *args):

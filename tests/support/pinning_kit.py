@@ -33,3 +33,12 @@ def status_affinities(pid) -> dict:
         [line] = [x for x in lines if x.startswith("Cpus_allowed_list:")]
         out[int(tid)] = parse_cpulist(line.split(":", 1)[1])
     return out
+
+
+def stock_tvm_threads(machine: str, cpus: int) -> int:
+    """How many threads TVM's own sizing gives a parallel kernel: its x86-64
+    build halves the CPU count "for hyper-threading" (threading_backend.cc,
+    MaxConcurrency), its ARM builds use every CPU."""
+    if machine in ("x86_64", "AMD64"):
+        return max(1, cpus // 2)
+    return cpus

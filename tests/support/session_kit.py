@@ -16,7 +16,7 @@ class Session:
     """One harness process serving one session, and the client connected to it."""
 
     def __init__(self, tmp_path, topology=None, default_mode="all", fixture_root=False,
-                 **limits):
+                 env=None, **limits):
         from tvm import rpc
         self.work_dir = tmp_path / "work"
         self.work_dir.mkdir()
@@ -31,7 +31,8 @@ class Session:
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen([sys.executable, str(HARNESS), str(cfg)],
                                      stdout=subprocess.PIPE, stderr=self._log, text=True,
-                                     env=dict(os.environ, PYTHONPATH=str(procs.REPO)))
+                                     env=dict(os.environ, PYTHONPATH=str(procs.REPO),
+                                              **(env or {})))
         assert self.proc.stdout.readline().strip() == "listening", self.log()
         self.remote = rpc.connect(procs.HOST, port, key="s1test")
 

@@ -187,3 +187,33 @@ def test_online_cpus_missing_from_cpuinfo_get_the_partner_guess():
     naming.name_cores(board, info, None, warnings)
     assert names(board) == [("cortex-a7", "cpuinfo")] * 4 + [("cortex-a15", "guess")] * 4
     assert "CPUs 4-7 are online but no evidence names their core" in warnings[0]
+
+
+def test_global_block_names_the_alike_online_cpus_and_the_table_the_offline_rest():
+    """Exynos 5420 numbered A15-first (the SoC boots on the A15 cluster), the A7 cluster
+    hot-unplugged: the reading CPU was one of the four alike online CPUs, so the block
+    names them; the offline CPUs get what the layout has left (A7), not CPU-order slots."""
+    board = cpus([1900000] * 4 + [None] * 4)
+    for cpu in board[4:]:
+        cpu.online = False
+    for cpu in board[:4]:
+        cpu.core_siblings = [0, 1, 2, 3]
+    warnings = []
+    naming.name_cores(board, parse(global_block(0xC0F, ncpus=4)),
+                      Soc("Exynos 5420", "/proc/cpuinfo Hardware", "UNIVERSAL5420"), warnings)
+    assert names(board) == ([("cortex-a15", "cpuinfo-global")] * 4
+                            + [("cortex-a7", "soc-table")] * 4)
+    assert "the online CPUs 0-3 run at one clock in one cluster" in warnings[0]
+
+
+def test_online_cpus_split_by_a_topology_list_are_not_alike():
+    """One clock is not enough: two online packages may be two core types."""
+    board = cpus([1500000] * 4)
+    for cpu in board:
+        cpu.core_siblings = [0, 1] if cpu.id < 2 else [2, 3]
+    assert not naming._online_alike(board)
+    for cpu in board:
+        cpu.core_siblings = [0, 1, 2, 3]
+    assert naming._online_alike(board)
+    board[3].max_freq = None  # nothing at all known about one online CPU
+    assert not naming._online_alike(board)

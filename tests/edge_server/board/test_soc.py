@@ -18,6 +18,9 @@ from edge_server.board.sysfs import Reader
     ("SAMSUNG Exynos7420", "Exynos 7420"),
     ("SMDK4x12", "Exynos 4412"),
     ("UNIVERSAL5410", "Exynos 5410"),
+    ("sun9i", "A80"), ("allwinner,sun9i-a80", "A80"), ("MT6789V/CD", "MT6785"), ("MT6781", "MT6785"),
+    ("MT6758", "MT6752"), ("Freescale i.MX 6Quad/DualLite (Device Tree)", "i.MX6"),
+    ("fsl,imx6q", "i.MX6"), ("fsl,imx53", "i.MX5"),
     ("samsungexynos8890", "Exynos 8890"),
     ("MT6797T", "MT6797"),
     ("MT6755", "MT6752"),
@@ -46,7 +49,7 @@ def test_identity_strings_name_their_soc(text, name):
 
 @pytest.mark.parametrize("text", [
     "Qualcomm Snapdragon", "msm89740", "Galaxy A20", "Generic DT based system", "qcom",
-    "Raspberry Pi Zero 2 W", "sm81500", "unknown", "",
+    "Raspberry Pi Zero 2 W", "sm81500", "unknown", "", "fsl,imx6ul", "fsl,imx6ull",
 ])
 def test_other_strings_name_no_soc(text):
     assert soc.match(text) is None

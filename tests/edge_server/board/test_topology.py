@@ -332,9 +332,10 @@ def test_fixture_arch_comes_from_the_cpuinfo_reader(tmp_path):
     assert probe(str(tmp_path))["arch"] == "aarch64"
 
 
-def test_one_policy_over_two_documented_clusters_is_split_by_the_soc_table(tmp_path):
+def test_one_policy_of_like_cores_is_one_cluster_whatever_the_datasheet_says(tmp_path):
     """MT6752-style: no topology files, one cpufreq policy for all 8 A53s (MediaTek's
-    hotplug DVFS), one global CPU block; the datasheet says two clusters of 4."""
+    hotplug DVFS), one global CPU block. The datasheet draws two clusters of 4, but
+    like cores on one clock are one cluster to a thread pool (and to the scorer)."""
     write(tmp_path, CPU + "/present", "0-7\n")
     write(tmp_path, CPU + "/online", "0-7\n")
     write(tmp_path, CPU + "/cpu0/cpufreq/related_cpus", "0 1 2 3 4 5 6 7 \n")
@@ -350,7 +351,46 @@ def test_one_policy_over_two_documented_clusters_is_split_by_the_soc_table(tmp_p
             "CPU revision\t: 3\n\nHardware\t: MT6752\n")
     doc = probe(str(tmp_path))
     assert [(c["cpus"], c["source"]) for c in doc["clusters"]] == [
-        ([0, 1, 2, 3], "soc-table"), ([4, 5, 6, 7], "soc-table")]
+        (list(range(8)), "related_cpus")]
     assert all((c["uarch"], c["uarch_source"]) == ("cortex-a53", "cpuinfo-global")
                for c in doc["cpus"])
-    assert any("split along the documented clusters of MT6752" in w for w in doc["warnings"])
+    assert not any("documented clusters" in w for w in doc["warnings"])
+
+
+def test_one_policy_split_by_the_topology_files_is_one_cluster_only_for_like_cores(tmp_path):
+    """A policy wider than the cpu-map clusters merges them only when every CPU in it
+    is one core type; big.LITTLE cores on one policy keep the topology split."""
+    write(tmp_path, CPU + "/present", "0-7\n")
+    write(tmp_path, CPU + "/online", "0-7\n")
+    write(tmp_path, CPU + "/cpu0/cpufreq/related_cpus", "0 1 2 3 4 5 6 7 \n")
+    write(tmp_path, CPU + "/cpu0/cpufreq/cpuinfo_max_freq", "1800000\n")
+    for n in range(8):
+        write(tmp_path, CPU + "/cpu%d/topology/core_siblings_list" % n,
+              "0-3\n" if n < 4 else "4-7\n")
+        write(tmp_path, CPU + "/cpu%d/topology/thread_siblings_list" % n, "%d\n" % n)
+        if n:
+            os.symlink("../cpu0/cpufreq", tmp_path / CPU / ("cpu%d" % n) / "cpufreq")
+    block = ("processor\t: %d\nBogoMIPS\t: 38.40\nFeatures\t: fp asimd\nCPU implementer\t: 0x41\n"
+             "CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: %s\nCPU revision\t: 4\n\n")
+    write(tmp_path, "proc/cpuinfo", "".join(block % (n, "0xd03") for n in range(8)))
+    doc = probe(str(tmp_path))
+    assert [(c["cpus"], c["source"]) for c in doc["clusters"]] == [(list(range(8)), "related_cpus")]
+    assert any("from one policy, though the topology files split them" in w
+               for w in doc["warnings"])
+    write(tmp_path, "proc/cpuinfo", "".join(block % (n, "0xd03" if n < 4 else "0xd08")
+                                            for n in range(8)))
+    doc = probe(str(tmp_path))
+    assert [c["cpus"] for c in doc["clusters"]] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert not any("from one policy" in w for w in doc["warnings"])
+
+
+def test_an_empty_online_file_is_a_failed_capture_not_all_cpus_offline(tmp_path):
+    """cpu0 is always online, so an empty online file says nothing: cpuinfo decides."""
+    write(tmp_path, CPU + "/present", "0-3\n")
+    write(tmp_path, CPU + "/online", "")
+    write(tmp_path, "proc/cpuinfo", "".join(
+        "processor\t: %d\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n"
+        "CPU part\t: 0xd03\nCPU revision\t: 4\n\n" % n for n in range(2)))
+    doc = probe(str(tmp_path))
+    assert [c["online"] for c in doc["cpus"]] == [True, True, None, None]
+    assert any("online is empty" in w for w in doc["warnings"])

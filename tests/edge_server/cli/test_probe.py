@@ -125,3 +125,42 @@ def test_capture_refuses_a_non_empty_directory(tmp_path):
     assert result.returncode == 2
     assert "not empty" in result.stderr
     assert (tmp_path / "old").read_text() == "keep me"
+
+
+def test_capture_help_prints_usage_and_creates_nothing(tmp_path):
+    for flag in ("--help", "-h"):
+        result = subprocess.run(["sh", str(REPO / "scripts" / "capture-board.sh"), flag],
+                                capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage: ") and "--tar" in result.stdout
+    assert list(tmp_path.iterdir()) == []    # no directory named --help
+
+
+def test_capture_bad_usage_exits_2_and_says_why(tmp_path):
+    script = str(REPO / "scripts" / "capture-board.sh")
+    for args, words in [([], "give the directory"), (["--tarr"], "unknown option '--tarr'"),
+                        ([str(tmp_path / "d"), "--zip"], "unknown argument '--zip'")]:
+        result = subprocess.run(["sh", script, *args], capture_output=True, text=True,
+                                timeout=60, cwd=str(tmp_path))
+        assert result.returncode == 2 and words in result.stderr and "usage: " in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_probe_into_a_closed_pipe_is_quiet():
+    """`edge-server probe --json | head -1`: no BrokenPipeError traceback, exit 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "edge_server.main", "probe", "--json",
+                             "--root", str(BOARDS / "rk3399")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=str(REPO))
+    proc.stdout.close()                      # the reader is gone before anything is written
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and err == b"", err
+
+
+def test_edge_server_version_and_in_its_help():
+    from edge_common.version import version
+    out = subprocess.run([sys.executable, "-m", "edge_server.main", "--version"],
+                         capture_output=True, text=True, timeout=60, cwd=str(REPO))
+    assert out.returncode == 0 and out.stdout.split()[:2] == ["edge-server", version()]
+    helptext = subprocess.run([sys.executable, "-m", "edge_server.main", "--help"],
+                              capture_output=True, text=True, timeout=60, cwd=str(REPO))
+    assert "--version" in helptext.stdout

@@ -89,9 +89,8 @@ def test_tracker_addresses(text, addr):
     (["--tracker", "10.0.0.2:http", "--key", "k"], "not a number"),
     (["--tracker", "10.0.0.2:70000", "--key", "k"], "outside 1..65535"),
     (["--tracker", "10.0.0.2:9190"], "needs --key"),
-    (["--key", "rk:3399"], "only letters"),
-    (["--key", "rk 3399"], "only letters"),
-    (["--key", "rk3399\n"], "only letters"),
+    (["--key", "rk 3399"], "cannot contain whitespace"),
+    (["--key", "rk3399\n"], "cannot contain whitespace"),
     (["--port", "0"], "outside 1..65535"),
     (["--port", "9100", "--port-end", "9100"], "must be above"),
     (["--port", "abc"], "invalid int"),
@@ -138,7 +137,7 @@ def _listening(port: int) -> bool:
 @pytest.mark.parametrize("args,words", [
     (["--tracker", "127.0.0.1"], "HOST:PORT"),
     (["--tracker", "127.0.0.1:9190"], "needs --key"),
-    (["--key", "bad:key"], "only letters"),
+    (["--key", "bad key"], "cannot contain whitespace"),
     (["--root", RK3399, "--default-mode", "little:9"], "--default-mode"),
     (["--root", RK3399, "--default-mode", "prime"], "--default-mode"),
     (["--default-mode", "cpus:999"], "--default-mode"),
@@ -184,3 +183,25 @@ def test_help_exits_zero_and_lists_the_stock_flags():
                  "--load-library", "--silent", "--no-fork", "--default-mode", "--root",
                  "--allow", "--grace", "--handshake-timeout", "--work-root"):
         assert flag in proc.stdout
+
+
+def test_every_key_stock_takes_is_taken_and_a_colon_warned_about():
+    from edge_server.daemon.config import key_warning
+    for key in ("rk3399", "lab:rk3399", "rk3399/big", "ключ"):
+        assert parse_args(["--key", key]).key == key
+    assert key_warning("rk3399.v2_a-b") is None and key_warning("") is None
+    warning = key_warning("lab:rk3399")
+    assert "MetaSchedule's RPCConfig.count_num_servers" in warning
+    assert "e.g. lab-rk3399 works everywhere" in warning
+
+
+def test_every_flag_of_the_stock_server_is_a_flag_here():
+    """`--help` says superset: check it against the installed TVM's rpc_server."""
+    import re
+    import tvm.exec.rpc_server as stock
+    with open(stock.__file__) as source:
+        stock_flags = set(re.findall(r'add_argument\(\s*"(--[a-z-]+)"', source.read()))
+    assert {"--host", "--port", "--through-proxy", "--tracker", "--key"} <= stock_flags
+    ours = {a.option_strings[0] for a in build_parser()._actions if a.option_strings}
+    assert stock_flags <= ours, stock_flags - ours
+    assert "superset" in build_parser().description

@@ -6,6 +6,7 @@ sets {0}, {1} and {0, 1}; resolution on bigger boards is test_modes.py's job.
 """
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge_server.session.pinning import read_affinities
-from tests.support.pinning_kit import build_kernel, status_affinities
+from tests.support.pinning_kit import build_kernel, status_affinities, stock_tvm_threads
 
 REPO = Path(__file__).resolve().parents[3]
 WORKER = REPO / "tests" / "support" / "pin_worker.py"
@@ -111,11 +112,21 @@ def test_read_affinities_agrees_with_proc_status_of_a_pinned_pool(worker):
         assert len(seen) >= 3          # serving thread, a pool worker, numpy's thread(s)
 
 
-def test_stock_tvm_uses_one_thread_of_two(worker, kernel):
-    """The baseline the default mode fixes: TVM's own sizing halves the CPU
-    count on x86, so a parallel kernel runs on one thread of this 2-CPU box."""
+@pytest.mark.parametrize("machine, cpus, threads", [
+    ("x86_64", 2, 1), ("x86_64", 16, 8), ("x86_64", 1, 1),
+    ("aarch64", 2, 2), ("aarch64", 6, 6), ("armv7l", 4, 4),
+])
+def test_stock_tvm_sizing_per_arch(machine, cpus, threads):
+    assert stock_tvm_threads(machine, cpus) == threads
+
+
+def test_stock_tvm_thread_count_follows_the_arch(worker, kernel):
+    """The baseline the default mode fixes: on this 2-CPU box a parallel
+    kernel under TVM's own sizing runs on one thread on x86-64 (halved) and on
+    two on ARM (the emulated arm64 board of `make test-arm` runs this too)."""
     worker.ok("load", kernel)
-    assert len(busy_threads(worker, "stock_run", 6)) == 1
+    expected = stock_tvm_threads(platform.machine(), len(os.sched_getaffinity(0)))
+    assert len(busy_threads(worker, "stock_run", 6)) == expected
 
 
 def test_default_all_uses_both_cores(worker, kernel):

@@ -303,3 +303,27 @@ def test_garbage_in_statm_leaves_only_the_address_space_limit_out(places, monkey
     box = got["applied"]
     assert any("statm" in e and "not pages" in e for e in box["errors"]), box
     assert "address_space" not in box["limits"] and box["limits"]["open_files"] == 64
+
+
+def test_with_another_thread_already_there_capabilities_are_kept_so_it_can_be_pinned(places):
+    """What qemu-user's extra thread meant on the emulated board: a capability drop
+    in one thread made pinning the other fail with EPERM (cap_safe_nice)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root: capabilities are only dropped for a root daemon")
+    work, _, _ = places
+    plan = sandbox.make_plan("auto", LIMITS, os.getpid())
+
+    def pin_every_thread(applied):
+        cpu = min(os.sched_getaffinity(0))
+        results = {}
+        for tid in sorted(int(t) for t in os.listdir("/proc/self/task")):
+            results[tid] = errno_of(lambda: os.sched_setaffinity(tid, {cpu}))
+        return {"pinned": sorted(results.values())}
+
+    alone = in_sandboxed_child(plan, work, pin_every_thread)
+    assert alone["applied"]["capabilities_dropped"] is True
+    shared = in_sandboxed_child(plan, work, pin_every_thread, extra_thread=True)
+    assert shared["applied"]["capabilities_dropped"] is False
+    assert any("capabilities: kept; 2 threads" in e for e in shared["applied"]["errors"])
+    assert "capabilities: kept" in shared["applied"]["applied"]
+    assert shared["pinned"] == [0, 0]          # both threads pinned: no EPERM
