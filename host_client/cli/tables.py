@@ -35,11 +35,11 @@ def boards_table(boards) -> str:
                b.state or ("?" if b.edge else "-")]
         if slots:
             row.append(b.describe_slot())
-        rows.append(row + [b.describe_classes(), b.sandbox, modes_text(b.modes) or "-",
+        rows.append(row + [b.describe_classes(), b.sandbox,
                            conditions_text((b.topology or {}).get("conditions"))
-                           if b.edge else "-"])
+                           if b.edge else "-", modes_text(b.modes) or "-"])
     headers = ["HOST", "BOARD", "ADDRESS", "KEY", "VERSION", "STATE"] + (["SLOT"] if slots else [])
-    lines = [table(headers + ["CORE CLASSES", "SANDBOX", "MODES", "AT REGISTRATION"], rows)]
+    lines = [table(headers + ["CORE CLASSES", "SANDBOX", "AT REGISTRATION", "MODES"], rows)]
     seen = []
     for b in boards:
         if b.key not in seen:

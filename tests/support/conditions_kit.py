@@ -164,3 +164,21 @@ def rk3399_conditions(root) -> CondBoard:
     board.set_task(100, 50, 4)
     board.set_task(101, 40, 5)
     return board
+
+
+def this_machine_conditions(root) -> CondBoard:
+    """This 2-CPU machine's fixture given the conditions of a board: one
+    policy for cpus 0-1 (1416 MHz top, schedutil) and RK3399's thermal zones,
+    cooling devices and /proc counters, so kernels built here load on it."""
+    board = CondBoard(root)
+    board.add_policy(0, [0, 1], 1416000, 1416000,
+                     freqs=[408000, 600000, 816000, 1008000, 1200000, 1416000])
+    board.add_zone(0, "soc-thermal", 45000, trips=((70000, "passive"), (85000, "passive"),
+                                                   (115000, "critical")))
+    board.add_zone(1, "gpu-thermal", 43000, trips=((70000, "passive"), (85000, "passive"),
+                                                   (115000, "critical")))
+    board.add_cooling(0, "thermal-cpufreq-0", 5)
+    board.set_proc_stat({0: 1000, 1: 1000})
+    board.set_task(100, 50, 0)
+    board.set_task(101, 40, 1)
+    return board
