@@ -40,12 +40,18 @@ def local_cost(root: str, cpus, n: int) -> dict:
     return bl.summary(times)
 
 
-def fake_board(tmp):
+def fake_board(tmp, name="rk3399"):
+    """A fixture topology with a board's conditions written in: rk3399 for the
+    file counts of a real board; this-machine for the server row (uploads are
+    checked against the board's arch, so kernels built here must fit)."""
     sys.path.insert(0, str(bl.REPO))
-    from tests.support.conditions_kit import rk3399_conditions
-    root = tmp / "rk3399"
-    shutil.copytree(bl.procs.FIXTURES / "rk3399", root, symlinks=True)
-    rk3399_conditions(root)
+    from tests.support import conditions_kit
+    root = tmp / name
+    shutil.copytree(bl.procs.FIXTURES / name, root, symlinks=True)
+    if name == "rk3399":
+        conditions_kit.rk3399_conditions(root)
+    else:
+        conditions_kit.this_machine_conditions(root)
     return root
 
 
@@ -94,7 +100,7 @@ def run(args) -> dict:
         stack.stock_server(STOCK_KEY)
         quiet = ("--verdict-max-other-ms", "1e9")
         stack.edge_server(EDGE_KEY, args=quiet)
-        stack.edge_server(FAKE_KEY, args=("--root", root) + quiet)
+        stack.edge_server(FAKE_KEY, args=("--root", fake_board(tmp, "this-machine")) + quiet)
         from tvm import rpc
         import host_client
         tracker = "%s:%d" % (bl.procs.HOST, stack.port)
@@ -102,7 +108,7 @@ def run(args) -> dict:
         data["host"]["stock rpc_server"] = host_pairs(stock, so, args.n, verdict=False)
         del stock
         for label, key, mode in (("edge-server, this machine", EDGE_KEY, "all"),
-                                 ("edge-server, fake RK3399", FAKE_KEY, "cpus:0-1")):
+                                 ("edge-server, fake board conditions", FAKE_KEY, "cpus:0-1")):
             session = host_client.connect(tracker, key, thread_mode=mode)
             data["host"][label] = host_pairs(session, so, args.n, verdict=True)
             session.release()
