@@ -19,7 +19,8 @@ from bench import benchlib as bl
 
 # Order: the daemon start-up times first, while nothing else of ours is warm;
 # MetaSchedule, the longest, last.
-SCRIPTS = ["daemon", "sessions", "set_thread_mode", "measurement", "sandbox", "metaschedule",
+SCRIPTS = ["daemon", "sessions", "set_thread_mode", "measurement", "sandbox", "verdict",
+           "metaschedule",
            "slots"]
 EXTRA_ARGS = {"sessions": ["--profile"]}
 
@@ -104,6 +105,11 @@ def summary_section(data) -> str:
         rows.append(_row("daemon maps libtvm_runtime.so only (no compiler library)", "yes",
                          {True: "yes", False: "no", None: "–"}[t.get("runtime_only")],
                          t.get("runtime_only")))
+    v = data.get("verdict")
+    if v:
+        t = v["target"]
+        rows.append(_row("verdict added to one measurement (2 snapshots + 2 round trips), "
+                         "median", "< 1 ms", bl.fmt(t["added_median_ms"], " ms"), t["met"]))
     m = data.get("metaschedule")
     if m:
         t = m["target"]

@@ -26,6 +26,11 @@ _EXPORTS = {
     "NotAnEdgeServer": "host_client.errors",
     "ThreadModeRefused": "host_client.errors",
     "CrossCompilerMissing": "host_client.errors",
+    "time_evaluator": "host_client.verdicts",
+    "conditions": "host_client.verdicts",
+    "cooldown": "host_client.verdicts",
+    "Verdict": "host_client.verdicts",
+    "VerdictEvaluator": "host_client.verdicts",
     "ArchMismatch": "host_client.errors",
 }
 

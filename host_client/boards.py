@@ -55,6 +55,14 @@ class Board:
         return value if isinstance(value, str) else None
 
     @property
+    def conditions(self) -> Optional[dict]:
+        """Governors, clocks and temperatures the board read when it registered
+        (edge_server.board.conditions); None for a stock server or an older board."""
+        edge = self.info.get("edge") if self.edge else None
+        value = edge.get("conditions") if isinstance(edge, dict) else None
+        return value if isinstance(value, dict) else None
+
+    @property
     def state(self) -> Optional[str]:
         """"free" or "busy" as this board last told the tracker; None for a stock
         server (the tracker itself only counts free servers per key)."""

@@ -60,15 +60,19 @@ class EdgeSessionFactory:
                            "mode": self.thread_mode, "thread_state": session.thread_state,
                            "create_ms": round(total_ms, 3),
                            "timings_ms": {k: round(v, 3) for k, v in session.timings_ms.items()}})
-        # One write with O_APPEND: lines from parallel workers never interleave.
-        fd = os.open(self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
+        append_line(self.record, line)
 
     def __repr__(self) -> str:
         return "EdgeSessionFactory(thread_mode=%r)" % self.thread_mode
+
+
+def append_line(path: str, line: str) -> None:
+    """One write with O_APPEND: lines from parallel runner workers never interleave."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def alloc_argument(session, device, args_info, alloc_repeat):
@@ -133,6 +137,8 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
                 wait: Optional[float] = 120.0, evaluator_config=None, alloc_repeat: int = 1,
                 max_workers: Optional[int] = None, parallel: bool = False,
                 record: Optional[str] = None, check: bool = True, preload: bool = True,
+                remeasure: Optional[int] = 2, verdict_thresholds: Optional[dict] = None,
+                verdict_record: Optional[str] = None,
                 **runner_kwargs):
     """An RPCRunner measuring every trial on a board of `key` in `thread_mode`.
 
@@ -147,7 +153,13 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
     of `edge-server --slots`), so every free slot measures at once; an
     explicit max_workers wins. Each slot resolves `thread_mode` within its
     own cores, and every slot must accept it (checked here).
+    remeasure: a trial the board calls SUSPECT (clock, heat, intruders; see
+    host_client.verdicts) is measured again after a cooldown up to this many
+    times, then recorded as a runner error with the reasons; None measures
+    without verdicts. verdict_thresholds overrides the board's thresholds;
+    verdict_record appends every attempt's verdict to a JSON-lines file.
     """
+    from host_client.verdicts import VerdictEvaluator
     from tvm.s_tir.meta_schedule.runner import RPCConfig, RPCRunner
 
     from host_client.intrin_preload import preload_tensor_intrin
@@ -166,7 +178,10 @@ def edge_runner(tracker: Optional[str] = None, key: Optional[str] = None,
         evaluator_config=evaluator_config, alloc_repeat=alloc_repeat,
         f_create_session=EdgeSessionFactory(thread_mode, wait=wait, record=record),
         f_upload_module=upload_module, f_alloc_argument=alloc_argument, f_cleanup=cleanup,
-        max_workers=max_workers, **runner_kwargs)
+        max_workers=max_workers,
+        f_run_evaluator=runner_kwargs.pop("f_run_evaluator", None) or (
+            VerdictEvaluator(remeasure, thresholds=verdict_thresholds, record=verdict_record)
+            if remeasure is not None else None), **runner_kwargs)
     runner.thread_mode = thread_mode
     runner.topology = topology
     runner.max_workers = max_workers or 1

@@ -9,6 +9,7 @@ import sys
 from typing import Optional, Sequence
 
 from edge_server.daemon.config import ConfigError, check_default_mode, key_warning, parse_args
+from edge_server.daemon.measure_config import MeasureConfigError, at_start
 
 log = logging.getLogger("edge_server.serve")
 
@@ -39,7 +40,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         topology = probe_topology(config.root)
         default_mode = check_default_mode(config, topology)
-    except ConfigError as err:
+        at_start(config)   # restore clocks a killed daemon left locked; check --lock-clocks
+    except (ConfigError, MeasureConfigError) as err:
         _error(err)
         return 2
     except Exception as err:  # the probe's own errors say what to fix

@@ -14,7 +14,9 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple
 
 from edge_common.address import parse_address
 from edge_common.version import version_line
+from edge_server.daemon import measure_config
 from edge_server.daemon.workroot import default_work_root
+from edge_server.session.timed import MeasureSettings
 from edge_server.session.limits import Limits, default_address_space
 from edge_server.slots.plan import SLOTS_HELP, check_cache_dir, check_slots, check_threshold
 
@@ -297,6 +299,7 @@ class Config:
     slots: Optional[str] = _DEFAULTS["slots"]          # --slots SPEC; None = one server
     slot_threshold: float = _DEFAULTS["slot_threshold"]
     calibration_cache: Optional[str] = _DEFAULTS["calibration_cache"]
+    measure: MeasureSettings = MeasureSettings()   # --verdict-*, --cooldown-*, --lock-clocks
 
     def allows(self, ip: str) -> bool:
         """Whether a peer address may get past accept(); IPv4-mapped IPv6 counts as IPv4."""
@@ -336,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs.update(default=option.default, type=option.type, metavar=option.metavar)
         group.add_argument(option.flag, **kwargs)
     p.add_argument("--version", action="version", version=version_line("edge-server"))
+    measure_config.add_flags(p)   # their table: verdict.Thresholds' fields
     return p
 
 
@@ -353,6 +357,10 @@ def parse_args(argv: Sequence[str], environ: Optional[Mapping[str, str]] = None)
         raise ConfigError("--tracker needs --key: the device key clients will request "
                           "(e.g. --key rk3399)")
     values["work_root"] = os.path.abspath(values["work_root"] or default_work_root(environ))
+    try:
+        values["measure"] = measure_config.settings(args, values["root"], environ)
+    except measure_config.MeasureConfigError as err:
+        raise ConfigError(str(err)) from None
     return Config(**values)
 
 

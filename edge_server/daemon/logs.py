@@ -8,7 +8,8 @@ import logging
 import os
 import sys
 
-FIELDS = ("PEER", "THREAD_MODE", "EXIT_STATUS", "SESSION_PID", "TRACKER", "KEY")
+FIELDS = ("PEER", "THREAD_MODE", "EXIT_STATUS", "SESSION_PID", "TRACKER", "KEY",
+          "VERDICT", "VERDICT_REASONS", "GOVERNOR", "TEMPS_C")
 
 try:  # optional extra: tvm-edge-rpc[systemd]
     from systemd.journal import JournalHandler as _JournalHandler

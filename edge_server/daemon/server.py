@@ -30,6 +30,8 @@ from edge_common.version import identity
 from edge_server.daemon import forking
 from edge_server.daemon.config import Config, ConfigError, check_default_mode
 from edge_server.daemon.listener import Listener, Peer
+from edge_server.daemon.measure_config import (after_session, at_stop, board_conditions,
+                                               resolved, sandbox_for_verdicts)
 from edge_server.daemon.notify import Notifier
 from edge_server.daemon.proxy import ProxyIntake
 from edge_server.daemon.signals import SignalFlags
@@ -60,8 +62,9 @@ class Server(SlotEvents):
         self._notifier = notifier or Notifier.from_env()
         self._probe = probe
         self._clock = clock
-        self.sandbox = make_plan(config.sandbox, config.session_limits, os.getpid(),
-                                 config.allow_perf, config.load_library)
+        self.sandbox = sandbox_for_verdicts(
+            make_plan(config.sandbox, config.session_limits, os.getpid(), config.allow_perf,
+                      config.load_library), config)
         self._work = WorkRoot(config.work_root)
         self._signals = SignalFlags()
         self._status = StatusBoard(self._notifier.status)
@@ -152,6 +155,7 @@ class Server(SlotEvents):
         """The capabilities the tracker shows under "edge": the topology plus our default."""
         info = dict(self.topology)
         info["default_mode"] = self.default_mode
+        info["conditions"] = board_conditions(self.config.measure.root, self.topology)
         info["sandbox"] = self.sandbox.info()
         info.update(identity())      # version and host name, for `edge-client list`
         return info
@@ -165,7 +169,8 @@ class Server(SlotEvents):
                               max_upload_bytes=self.config.max_upload_bytes,
                               max_disk_bytes=self.config.max_disk_bytes,
                               fixture_root=self.config.root is not None,
-                              sandbox=self.sandbox)
+                              sandbox=self.sandbox,
+                              measure=resolved(self.config))
 
     def _inherited(self, keep) -> list:
         """In a new child: reset the daemon's signal handling; every daemon fd to close."""
@@ -193,6 +198,7 @@ class Server(SlotEvents):
         self._close_intake()
         self.slot.shutdown()
         self._reap()
+        at_stop(self.config)     # clocks of sessions reaped during shutdown
         self._work.close()
         self._signals.close()
         log.info("stopped: %d sessions ok, %d failed", self.ok, self.failed)
@@ -326,6 +332,7 @@ class Server(SlotEvents):
 
     def _reap(self) -> None:
         for pid, status in forking.reap(self.slot.children):
+            after_session(self.config, pid)   # clocks it left locked, however it ended
             if not self.slot.child_exited(pid, status):
                 log.info("reaped orphan process %d (%s)", pid, forking.describe_status(status))
 

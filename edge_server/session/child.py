@@ -35,6 +35,7 @@ from edge_common.modes import ModeError, Resolution
 from edge_common.slots import resolve_mode as resolve   # within the session's slot, if any
 from edge_server.session import sandbox as sandbox_mod
 from edge_server.session.pinning import PinningError, ThreadPinner
+from edge_server.session.timed import MeasureSettings, Measurements
 from edge_server.session.toolchain import CannotLink, needs_linking, require_linker
 from edge_server.session.workdir import WorkDir
 
@@ -56,6 +57,7 @@ class SessionContext:
     fixture_root: bool = False  # topology from --root: its CPU ids may not exist here
     mode_report_fd: Optional[int] = None   # pipe to the daemon for the effective mode
                                            # (edge_server.session.ipc); None: nobody listens
+    measure: MeasureSettings = MeasureSettings()  # verdicts, cooldown, --lock-clocks
     sandbox: Optional[sandbox_mod.Plan] = None   # None or mode off: no sandbox
 
 
@@ -184,8 +186,21 @@ class PreparedSession:
         self.modes.start()
         self.libraries = _load_libraries(ctx)
         self._topology_json: Optional[str] = None
+        self.measure = Measurements(ctx.measure, self.session_cpus)
         register_functions()
         _SESSION = self
+
+    def session_cpus(self) -> List[int]:
+        """The cores the session's threads run on now (all it may use when unpinned)."""
+        pinner = self.modes.pinner
+        return list(pinner.cpus) if pinner is not None and pinner.mode else self.modes.host_cpus
+
+    def thread_state(self) -> str:
+        """edge.thread_state: the thread layout, the cores' conditions, the last verdict."""
+        state = json.loads(self.modes.state())
+        cond = self.measure.conditions()
+        state["conditions"], state["last_verdict"] = cond["summary"], cond["last_verdict"]
+        return json.dumps(state)
 
     def work_dir(self) -> WorkDir:
         if self.work is None:   # no client can call before serve(); a bug if one does
@@ -235,6 +250,7 @@ class PreparedSession:
         self.work = WorkDir(ctx.work_dir, ctx.max_upload_bytes, ctx.max_disk_bytes)
         self.modes.announce(ctx, ModeReporter(ctx.mode_report_fd))
         _log_libraries(ctx, self.libraries)
+        self.measure.start(ctx.peer)
         _log_sandbox(ctx, self.sandbox)
         try:
             _ffi_api.ServerLoop(conn.fileno())
@@ -243,6 +259,7 @@ class PreparedSession:
                            extra={"PEER": ctx.peer})
             return 1
         finally:
+            self.measure.close()
             try:
                 conn.close()
             except OSError:
@@ -285,9 +302,10 @@ def register_functions() -> None:
     reg("tvm.rpc.server.download_linked_module",
         lambda name: bytearray(_session().link_module(name)))
     reg("edge.set_thread_mode", lambda mode: _session().modes.set_mode(mode))
-    reg("edge.thread_state", lambda: _session().modes.state())
+    reg("edge.thread_state", lambda: _session().thread_state())
     reg("edge.topology", lambda: _session().topology_json())
-    from edge_server.session import measure
+    from edge_server.session import measure, timed
+    timed.register(reg, _session)
     measure.register()  # stock RPCRunner's default argument filler
     _REGISTERED = True
 

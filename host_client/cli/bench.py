@@ -26,6 +26,13 @@ class ModeResult:
     correct: Optional[bool] = None  # output checked against numpy (matmul only)
     board: Optional[str] = None     # the server (slot) of the last session
     error: Optional[str] = None
+    verdicts: List[dict] = field(default_factory=list)   # one per session (issue 13)
+
+    @property
+    def verdict(self) -> Optional[str]:
+        """The worst verdict of the row's sessions: SUSPECT > UNKNOWN > VALID."""
+        seen = [v["status"] for v in self.verdicts]
+        return next((s for s in ("SUSPECT", "UNKNOWN", "VALID") if s in seen), None)
 
     @property
     def mean_ms(self) -> Optional[float]:
@@ -48,7 +55,8 @@ class ModeResult:
                 "sessions": self.sessions, "times_ms": [round(t, 6) for t in self.times_ms],
                 "mean_ms": self.mean_ms, "stddev_ms": self.stddev_ms, "cv": self.cv,
                 "speed_vs_first": speed(baseline, self.mean_ms), "correct": self.correct,
-                "error": self.error, "board": self.board}
+                "error": self.error, "board": self.board, "verdict": self.verdict,
+                "verdicts": self.verdicts}
 
 
 def speed(baseline: Optional[float], mean: Optional[float]) -> Optional[float]:
@@ -59,8 +67,11 @@ def speed(baseline: Optional[float], mean: Optional[float]) -> Optional[float]:
 
 
 def measure_once(session, kernel: Kernel, repeat: int, min_repeat_ms: int,
-                 check: bool) -> (List[float], Optional[bool]):
-    """Upload, load and time the kernel in one session; times in ms per call."""
+                 check: bool) -> (List[float], Optional[bool], Optional[dict]):
+    """Upload, load and time the kernel in one session; times in ms per call,
+    and the board's verdict on the repeats (None from a board without one)."""
+    from host_client.verdicts import NoVerdicts, measured
+
     import numpy as np
     import tvm
 
@@ -72,13 +83,17 @@ def measure_once(session, kernel: Kernel, repeat: int, min_repeat_ms: int,
     args = [tvm.runtime.tensor(a, dev) for a in host]
     evaluator = module.time_evaluator(kernel.func, dev, number=1, repeat=repeat,
                                       min_repeat_ms=min_repeat_ms)
-    times = [t * 1e3 for t in evaluator(*args).results]
+    try:
+        profile, verdict = measured(session, evaluator)(*args)
+    except NoVerdicts:
+        profile, verdict = evaluator(*args), None
+    times = [t * 1e3 for t in profile.results]
     correct = None
     if check and kernel.func == "matmul":
         module[kernel.func](*args)
         expected = host[0].astype("float64") @ host[1].astype("float64")
         correct = bool(np.allclose(args[2].numpy(), expected, rtol=1e-3, atol=1e-3))
-    return times, correct
+    return times, correct, verdict and verdict.__dict__
 
 
 def bench_modes(tracker: str, key: str, modes: List[str], kernel: Kernel, *,
@@ -131,7 +146,7 @@ def _bench_mode(tracker, key, mode, kernel, sessions, repeat, min_repeat_ms, ses
         result.board = session.board
         result.cpus, result.nthreads = state.get("cpus"), state.get("nthreads")
         try:
-            times, correct = measure_once(session, kernel, repeat, min_repeat_ms, check)
+            times, correct, verdict = measure_once(session, kernel, repeat, min_repeat_ms, check)
         except ArchMismatch:  # the file is wrong for every mode: one line, no table
             raise
         except Exception as err:  # a kernel that fails on the board fails its row only
@@ -142,6 +157,8 @@ def _bench_mode(tracker, key, mode, kernel, sessions, repeat, min_repeat_ms, ses
             session.release()
             del session
         result.times_ms.extend(times)
+        if verdict is not None:
+            result.verdicts.append(verdict)
         result.sessions += 1
         result.correct = correct if result.correct is not False else False
     return result

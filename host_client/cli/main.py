@@ -148,7 +148,8 @@ def cmd_probe(args) -> int:
     # (a mode the board cannot meet fails here, in the board's own words).
     session = connect(args.tracker, args.key, thread_mode=args.mode,
                       session_timeout=args.session_timeout, wait=args.wait)
-    topology, state, address = session.topology(), session.thread_state, session.board
+    # edge.thread_state: the mode's layout plus the cores' conditions now (issue 13)
+    topology, state, address = session.topology(), session.read_thread_state(), session.board
     session.release()
     del session
     targets = {"suggested": topology.tvm_target}

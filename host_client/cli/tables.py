@@ -2,7 +2,7 @@
 the progress bar. Tables and the topology view are edge_common.render's, the
 same that `edge-server probe` prints on the board."""
 import json
-from typing import Optional
+from typing import List, Optional
 
 from edge_common.render import cpus_text, describe_classes, render, table
 from edge_common.topology import Topology
@@ -21,9 +21,12 @@ def boards_table(boards) -> str:
                b.state or ("?" if b.edge else "-")]
         if slots:
             row.append(b.describe_slot())
-        rows.append(row + [b.describe_classes(), b.sandbox, modes_text(b.modes) or "-"])
+        rows.append(row + [b.describe_classes(), b.sandbox,
+                           conditions_text(b.conditions) if b.edge else "-",
+                           modes_text(b.modes) or "-"])
     headers = ["HOST", "BOARD", "ADDRESS", "KEY", "VERSION", "STATE"] + (["SLOT"] if slots else [])
-    lines = ["\n".join(table(headers + ["CORE CLASSES", "SANDBOX", "MODES"], rows))]
+    lines = ["\n".join(table(headers + ["CORE CLASSES", "SANDBOX", "AT REGISTRATION", "MODES"],
+                             rows))]
     seen = []
     for b in boards:
         if b.key not in seen:
@@ -40,6 +43,9 @@ def probe_text(board: str, topology: Topology, state: Optional[dict], targets: d
     if state:
         lines.append("session: mode %s on cpus %s, %s threads" % (
             state.get("mode"), cpus_text(state.get("cpus")), state.get("nthreads")))
+    cond = (state or {}).get("conditions") or topology.extra.get("conditions")
+    if cond is not None:
+        lines.append("now: %s" % conditions_text(cond))
     for name, target in targets.items():
         lines.append("target %s: %s" % (name, json.dumps(target, sort_keys=True)))
     return "\n".join(lines)
@@ -50,7 +56,7 @@ def bench_table(results, board, kernel_label: str) -> str:
     rows, notes = [], []
     for r in results:
         if r.error:
-            rows.append([r.mode, cpus_text(r.cpus), "-", "-", "-", "-", "failed"])
+            rows.append([r.mode, cpus_text(r.cpus), "-", "-", "-", "-", "failed", "-"])
             notes.append("%s: %s" % (r.mode, r.error))
             continue
         rel = baseline / r.mean_ms if baseline and r.mean_ms else None
@@ -58,12 +64,48 @@ def bench_table(results, board, kernel_label: str) -> str:
             notes.append("%s: the kernel's output differs from numpy's" % r.mode)
         rows.append([r.mode, cpus_text(r.cpus), str(r.nthreads), "%.3f" % r.mean_ms,
                      "%.3f" % r.stddev_ms, "%.1f%%" % (100 * (r.cv or 0)),
-                     "%.2fx" % rel if rel else "-"])
+                     "%.2fx" % rel if rel else "-", verdict_cell(r.verdicts)])
+        notes += verdict_notes(r.mode, r.verdicts)
     head = "%s on %s (key %s), %s" % (kernel_label, board.address, board.key,
                                       describe_classes(board.topology))
-    lines = [head] + table(["MODE", "CPUS", "THREADS", "MEAN MS", "STDDEV MS", "CV", "SPEED"],
-                           rows, right=(2, 3, 4, 5, 6))
+    lines = [head] + table(["MODE", "CPUS", "THREADS", "MEAN MS", "STDDEV MS", "CV", "SPEED",
+                            "VERDICT"], rows, right=(2, 3, 4, 5, 6))
     return "\n".join(lines + notes)
+
+
+def verdict_cell(verdicts) -> str:
+    """VALID, UNKNOWN or "SUSPECT 2/5": the worst of a row's sessions."""
+    seen = [v["status"] for v in verdicts]
+    worst = next((s for s in ("SUSPECT", "UNKNOWN", "VALID") if s in seen), None)
+    if worst is None:
+        return "-"
+    return "%s %d/%d" % (worst, seen.count(worst), len(seen)) if worst == "SUSPECT" else worst
+
+
+def verdict_notes(mode: str, verdicts) -> List[str]:
+    """The reasons under the table, each once per mode: SUSPECT's, else why UNKNOWN."""
+    out = []
+    for v in verdicts:
+        why = v.get("reasons") if v["status"] == "SUSPECT" else v.get("unknown")
+        for reason in why or []:
+            line = "%s: %s: %s" % (mode, v["status"], reason)
+            if line not in out:
+                out.append(line)
+    return out
+
+
+def conditions_text(cond: Optional[dict]) -> str:
+    """"schedutil 1416/1416 MHz, soc-thermal 45 °C": governors, clocks, temperatures."""
+    if not cond:
+        return "-"
+    parts = []
+    for name, gov in (cond.get("governors") or {}).items():
+        cur, top = (cond.get("cur_mhz") or {}).get(name), (cond.get("max_mhz") or {}).get(name)
+        parts.append("%s %s %s/%s MHz" % (name, gov or "?", cur or "?", top or "?"))
+    parts += ["%s %s °C" % (zone, t) for zone, t in (cond.get("temps_c") or {}).items()]
+    if cond.get("rpi_throttled") not in (None, "0x0"):
+        parts.append("throttled %s" % cond["rpi_throttled"])
+    return ", ".join(parts) or "no cpufreq, no thermal zones"
 
 
 class Progress:

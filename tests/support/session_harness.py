@@ -47,7 +47,8 @@ def main():
         work_dir="", peer="(not connected yet)",
         max_upload_bytes=settings.get("max_upload_bytes", 256 << 20),
         max_disk_bytes=settings.get("max_disk_bytes", 1 << 30),
-        fixture_root=settings.get("fixture_root", False), mode_report_fd=report_fd)
+        fixture_root=settings.get("fixture_root", False), mode_report_fd=report_fd,
+        measure=measure_settings(settings))
     prepared = None
     if settings.get("prepare"):
         logged = []
@@ -73,6 +74,14 @@ def main():
     if prepared is not None:
         return prepared.serve(conn, ctx)
     return run_session(conn, ctx)
+
+
+def measure_settings(settings):
+    """Verdict settings: "board_root" (conditions read there), "state_dir", "lock_clocks"."""
+    from edge_server.session.timed import MeasureSettings
+    return MeasureSettings(root=settings.get("board_root", "/"),
+                           state_dir=settings.get("state_dir"),
+                           lock_clocks=settings.get("lock_clocks"))
 
 
 if __name__ == "__main__":

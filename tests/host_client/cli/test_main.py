@@ -39,7 +39,9 @@ def test_list_shows_each_board_with_its_version_state_classes_and_modes(stack):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["HOST", "BOARD", "ADDRESS", "KEY", "VERSION", "STATE", "CORE",
-                                "CLASSES", "SANDBOX", "MODES"]
+                                "CLASSES", "SANDBOX", "AT", "REGISTRATION", "MODES"]
+    local_line = next(line for line in lines if " %s " % LOCAL in line)
+    assert "  no cpufreq, no thermal zones  " in local_line   # this VM (issue 13)
     rk_line = next(line for line in lines if " %s " % RK in line)
     assert "FriendlyElec NanoPi M4" in rk_line and " free " in rk_line
     assert " %s " % version() in rk_line and rk_line.startswith(socket.gethostname())
@@ -192,9 +194,10 @@ def test_bench_table_and_a_refused_mode(stack):
     assert proc.returncode == 3, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[1].split() == ["MODE", "CPUS", "THREADS", "MEAN", "MS", "STDDEV", "MS", "CV",
-                                "SPEED"]
-    assert lines[3].split()[0] == "big:1" and lines[3].split()[-1] == "1.00x"
-    assert lines[4].split()[0] == "big:7" and lines[4].split()[-1] == "failed"
+                                "SPEED", "VERDICT"]
+    assert lines[3].split()[0] == "big:1" and lines[3].split()[-2:] == ["1.00x", "UNKNOWN"]
+    assert lines[4].split()[0] == "big:7" and lines[4].split()[-2] == "failed"
+    assert "big:1: UNKNOWN: no cpufreq for cpu" in proc.stdout   # this VM has no cpufreq
     assert "7 big cores" in proc.stdout
     assert proc.stderr == ""
 

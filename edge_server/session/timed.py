@@ -1,0 +1,161 @@
+"""Timed runs with a verdict: the session's side of issue 13.
+
+Remote functions (registered by child.register_functions):
+
+- `edge.measure_begin(thresholds_json)`: just before a timed run (TVM's own
+  time_evaluator, unchanged): lock the clocks if asked, take the before
+  snapshot. thresholds_json: overrides of the daemon's thresholds ("" for none).
+- `edge.measure_end()`: just after it: the after snapshot and the verdict,
+  JSON {"status", "reasons", "unknown", "facts"}. A stock evaluator between
+  the two keeps working for every client; the two calls cost two round trips.
+- `edge.last_verdict()`: that verdict as JSON (null before any run).
+- `edge.conditions()`: a snapshot of the session's cores now, JSON.
+- `edge.cooldown(margin_c, max_wait_s)`: wait until the hottest zone is
+  within margin_c of its idle level, at most max_wait_s (negative: the
+  daemon's defaults); JSON of what happened.
+
+With --lock-clocks the session's policies are locked at every measure_begin
+(idempotent) and restored when the session ends.
+"""
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+from edge_server.board.conditions import ConditionsReader, summary
+from edge_server.session.clocks import ClockLock
+from edge_server.session.cooldown import IDLE_FILE, IdleTemps, wait_until_cool
+from edge_server.session.verdict import Thresholds, Verdict, evaluate
+
+logger = logging.getLogger("edge_server.session.timed")
+MAX_READERS = 16
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """The daemon's verdict, cooldown and clock-lock settings (daemon flags)."""
+    root: str = "/"                          # where the board's sysfs/procfs are read
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    cooldown_margin_c: float = 3.0
+    cooldown_max_wait_s: float = 60.0
+    lock_clocks: Optional[object] = None     # None, "max" or kHz
+    state_dir: Optional[str] = None          # idle temperatures and clock-lock state files
+
+    def clock_dir(self) -> str:
+        """Where clock-lock state files go (the daemon restores from there)."""
+        return os.path.join(self.state_dir or ".", "clock-locks")
+
+
+class Measurements:
+    """Conditions, verdicts, cooldown and clock lock of one session.
+
+    cpus: returns the cores the session runs on now (they change with
+    edge.set_thread_mode), so the reader follows the session's mode."""
+
+    def __init__(self, settings: MeasureSettings, cpus: Callable[[], List[int]]):
+        self.settings = settings
+        self._cpus = cpus
+        self._readers: Dict[Tuple[int, ...], ConditionsReader] = {}
+        self.last: Optional[Verdict] = None
+        self._open = None          # (reader, thresholds, expected clocks, before) of begin()
+        self.peer = "(not connected yet)"
+        self.idle = IdleTemps(os.path.join(settings.state_dir, IDLE_FILE)
+                              if settings.state_dir else None)
+        self.lock = (ClockLock(settings.root, settings.clock_dir(), settings.lock_clocks)
+                     if settings.lock_clocks else None)
+        self.reader()   # the static discovery now, in the spare, before a client waits
+
+    def reader(self) -> ConditionsReader:
+        """The reader for the session's cores now; one per core set, a bounded few
+        (a client cycling through endless cpus: lists must not grow the session)."""
+        key = tuple(self._cpus())
+        if key not in self._readers:
+            if len(self._readers) >= MAX_READERS:
+                self._readers.clear()
+            self._readers[key] = ConditionsReader(self.settings.root, list(key))
+        return self._readers[key]
+
+    def start(self, peer: str) -> None:
+        """At serve(): the board was idle until this client came; note its temperatures."""
+        self.peer = peer
+        snap = self.reader().snapshot()
+        self.idle.record(snap)
+        brief = summary(snap)
+        governors = ",".join(sorted({g for g in brief["governors"].values() if g})) or "none"
+        temps = " ".join("%s=%s" % kv for kv in brief["temps_c"].items()) or "none"
+        logger.info("session %s: cores %s, governor %s, temperatures %s", peer,
+                    ",".join(map(str, snap.cpus)), governors, temps,
+                    extra={"PEER": peer, "GOVERNOR": governors, "TEMPS_C": temps})
+
+    def close(self) -> None:
+        """At the session's end: give back locked clocks."""
+        if self.lock is not None:
+            self.lock.restore()
+
+    def conditions(self) -> dict:
+        snap = self.reader().snapshot()
+        return {"summary": summary(snap), "snapshot": snap.to_dict(),
+                "last_verdict": self.last.to_dict() if self.last else None}
+
+    def _expected(self, reader: ConditionsReader) -> Optional[Dict[str, int]]:
+        if self.lock is None:
+            return None
+        return self.lock.ensure(reader.policy_names())
+
+    def begin(self, thresholds_json: str = "") -> None:
+        """Lock the clocks if asked, take the before snapshot; the client runs
+        TVM's own evaluator next and then calls end()."""
+        thresholds = self.settings.thresholds.with_overrides(
+            json.loads(thresholds_json) if thresholds_json else None)
+        reader = self.reader()
+        expected = self._expected(reader)
+        self._open = (reader, thresholds, expected, reader.snapshot())
+
+    def end(self) -> Verdict:
+        """The after snapshot and the verdict on what ran since begin()."""
+        if self._open is None:
+            raise RuntimeError("edge.measure_end without edge.measure_begin: call "
+                               "edge.measure_begin() just before the timed run")
+        reader, thresholds, expected, before = self._open
+        after = reader.snapshot()
+        self._open = None
+        self.last = evaluate(before, after, thresholds, expected)
+        self._log(self.last)
+        return self.last
+
+    def measured(self, run: Callable[[], object], thresholds_json: str = ""):
+        """run() between begin() and end(), in the session (bench/verdict.py)."""
+        self.begin(thresholds_json)
+        result = run()
+        return result, self.end()
+
+    def _log(self, verdict: Verdict) -> None:
+        extra = {"PEER": self.peer, "VERDICT": verdict.status,
+                 "VERDICT_REASONS": "; ".join(verdict.reasons or verdict.unknown)}
+        level = logging.WARNING if verdict.status == "SUSPECT" else logging.INFO
+        logger.log(level, "session %s: measurement %s", self.peer, verdict.line(), extra=extra)
+
+    def cooldown(self, margin_c: float, max_wait_s: float) -> dict:
+        s = self.settings
+        margin = s.cooldown_margin_c if margin_c < 0 else margin_c
+        bound = s.cooldown_max_wait_s if max_wait_s < 0 else max_wait_s
+        reader = self.reader()
+        if not self.idle.readings:
+            self.idle.record(reader.snapshot())
+        out = wait_until_cool(reader.snapshot, self.idle, margin, bound)
+        logger.info("session %s: cooldown %s", self.peer, json.dumps(out),
+                    extra={"PEER": self.peer})
+        return out
+
+
+def register(reg, session: Callable[[], object]) -> None:
+    """Register the edge.* measurement functions; `session()` is the current
+    PreparedSession, whose `measure` is a Measurements."""
+    reg("edge.measure_begin", lambda thresholds="": session().measure.begin(thresholds))
+    reg("edge.measure_end", lambda: json.dumps(session().measure.end().to_dict()))
+    reg("edge.last_verdict", lambda: json.dumps(
+        session().measure.last.to_dict() if session().measure.last else None))
+    reg("edge.conditions", lambda: json.dumps(session().measure.conditions()))
+    reg("edge.cooldown", lambda margin, bound: json.dumps(
+        session().measure.cooldown(float(margin), float(bound))))
