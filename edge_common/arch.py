@@ -23,17 +23,21 @@ def normalise(arch: Optional[str]) -> Optional[str]:
 
 
 def family(arch: Optional[str]) -> Optional[str]:
-    """'aarch64' (64-bit ARM), 'arm' (32-bit ARM: armv6l, armv7l, armv8l), 'x86'
-    (x86_64, i686), the normalised name for anything else, None when unknown."""
+    """One name per instruction set and width, whatever the spelling (uname -m,
+    Debian, or an LLVM triple such as "aarch64-linux-gnu"): 'aarch64' (64-bit
+    ARM), 'arm' (32-bit ARM: armv6l, armv7l, armv8l, armhf), 'x86_64', 'i686'
+    (32-bit x86), the normalised name for anything else, None when unknown.
+    Width matters: a library for one does not load in a process of the other."""
     name = normalise(arch)
     if name is None:
         return None
+    name = normalise(name.split("-")[0])
     if name in _AARCH64:
         return "aarch64"
     if name.startswith("arm"):
         return "arm"
-    if name == "x86_64" or (len(name) == 4 and name[0] == "i" and name.endswith("86")):
-        return "x86"
+    if len(name) == 4 and name[0] == "i" and name.endswith("86"):
+        return "i686"
     return name
 
 

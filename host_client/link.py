@@ -23,30 +23,22 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, List, Optional, Tuple, Union
 
+from edge_common.arch import family as arch_family
 from edge_common.elf import ElfArch, ElfError, parse_header as parse_elf
 from host_client.errors import ArchMismatch, CrossCompilerMissing
 
 ELF_MAGIC = b"\x7fELF"
-# uname -m / Debian / LLVM spellings of one instruction set -> one family name
-_FAMILIES = {
-    "aarch64": "aarch64", "arm64": "aarch64",
-    "armv7l": "arm", "armv8l": "arm", "armv6l": "arm", "armv7": "arm", "armv7a": "arm",
-    "armhf": "arm", "armel": "arm", "arm": "arm",
-    "x86_64": "x86_64", "amd64": "x86_64",
-    "i386": "i386", "i486": "i386", "i586": "i386", "i686": "i386",
-    "riscv64": "riscv64",
-}
 # ElfArch.arch -> how a person names what a file was built for
 _BUILT_FOR = {"x86_64": "x86-64", "aarch64": "aarch64", "armv7l": "32-bit ARM",
               "i686": "32-bit x86", "riscv64": "riscv64"}
 
-# arch family (see family()) -> (cross g++, Debian package holding it)
+# arch family (edge_common.arch.family) -> (cross g++, Debian package holding it)
 CROSS_CXX = {
     "aarch64": ("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu"),
     "arm": ("arm-linux-gnueabihf-g++", "g++-arm-linux-gnueabihf"),
     "x86_64": ("x86_64-linux-gnu-g++", "g++-x86-64-linux-gnu"),
-    "i386": ("i686-linux-gnu-g++", "g++-i686-linux-gnu"),
-    "riscv": ("riscv64-linux-gnu-g++", "g++-riscv64-linux-gnu"),
+    "i686": ("i686-linux-gnu-g++", "g++-i686-linux-gnu"),
+    "riscv64": ("riscv64-linux-gnu-g++", "g++-riscv64-linux-gnu"),
 }
 LINK_SUFFIXES = (".o", ".tar")
 
@@ -70,12 +62,10 @@ def host_arch() -> str:
 
 
 def family(arch: Optional[str]) -> Optional[str]:
-    """One name per instruction set for a uname -m name, a Debian arch or an
-    LLVM triple ("aarch64-linux-gnu" -> "aarch64", "armv7l" -> "arm"); None
-    for None/"" and names this module does not know."""
-    if not arch:
-        return None
-    return _FAMILIES.get(str(arch).strip().lower().split("-")[0])
+    """edge_common.arch.family, limited to the arches this host can link for
+    (CROSS_CXX); None for the rest, so nothing is refused or linked on a guess."""
+    name = arch_family(arch)
+    return name if name in CROSS_CXX else None
 
 
 def built_for(elf: ElfArch) -> str:

@@ -8,8 +8,10 @@ from edge_common.arch import family, is_arm, normalise
     ("aarch64", "aarch64", "aarch64"), ("ARM64", "aarch64", "aarch64"),
     ("aarch64_be", "aarch64_be", "aarch64"), ("armv7l", "armv7l", "arm"),
     ("armhf", "armv7l", "arm"), ("armv8l", "armv8l", "arm"), ("armv6l", "armv6l", "arm"),
-    ("x86_64", "x86_64", "x86"), ("amd64", "x86_64", "x86"), ("i686", "i686", "x86"),
-    ("riscv64", "riscv64", "riscv64"), (" x86_64\n", "x86_64", "x86"),
+    ("x86_64", "x86_64", "x86_64"), ("amd64", "x86_64", "x86_64"), ("i686", "i686", "i686"),
+    ("i386", "i686", "i686"), ("riscv64", "riscv64", "riscv64"),
+    (" x86_64\n", "x86_64", "x86_64"), ("aarch64-linux-gnu", "aarch64-linux-gnu", "aarch64"),
+    ("armv7a-linux-gnueabihf", "armv7a-linux-gnueabihf", "arm"),
     (None, None, None), ("", None, None),
 ])
 def test_names_and_families(name, norm, fam):

@@ -122,7 +122,7 @@ def test_data_that_is_not_elf_passes_and_a_damaged_archive_is_named(tmp_path):
 @pytest.mark.parametrize("name, fam", [
     ("aarch64", "aarch64"), ("arm64", "aarch64"), ("aarch64-linux-gnu", "aarch64"),
     ("armv7l", "arm"), ("armv8l", "arm"), ("armhf", "arm"), ("armv7a-linux-gnueabihf", "arm"),
-    ("x86_64", "x86_64"), ("AMD64", "x86_64"), ("i686", "i386"), ("riscv64", "riscv64"),
+    ("x86_64", "x86_64"), ("AMD64", "x86_64"), ("i686", "i686"), ("riscv64", "riscv64"),
     ("sparc64", None), ("", None), (None, None),
 ])
 def test_arch_spellings_map_to_one_family(name, fam):
