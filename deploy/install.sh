@@ -297,7 +297,9 @@ make_venv() {
         trap "rm -rf '$build'" EXIT
     fi
     copy_source "$build"
-    run "$venv/bin/python" -m pip install --disable-pip-version-check \
+    # -I: pip must not see the working directory (a checkout's egg-info there reads
+    # as "already installed") nor PYTHONPATH.
+    run "$venv/bin/python" -I -m pip install --disable-pip-version-check \
         ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "${build}[$extra]"
     finish_venv "$venv"
 }
@@ -328,7 +330,7 @@ install_from_wheelhouse() {
         || die "--wheelhouse $WHEELHOUSE is for Python $pyver, $PYTHON is $have; build one with: make wheelhouse ARCH=$arch PYTHON_VERSION=$have"
     local extra=""
     [ "$ROLE" = tracker ] && extra="[host]"
-    run "$venv/bin/python" -m pip install --disable-pip-version-check --no-index \
+    run "$venv/bin/python" -I -m pip install --disable-pip-version-check --no-index \
         --find-links "$WHEELHOUSE" ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "tvm-edge-rpc$extra==$version"
     [ "$ROLE" = board ] || return 0
     deb=$(find "$WHEELHOUSE" -maxdepth 1 -name 'python3-systemd_*.deb' | head -n 1)

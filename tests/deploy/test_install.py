@@ -35,7 +35,7 @@ def test_dry_run_lists_every_action_and_changes_nothing(tmp_path):
         "+ %s -m venv %s" % (py, prefix),
         "+ copy %s to $TMPDIR/edge-server-src.XXXXXX (sources only: no .git, .venv, tests, "
         "build output)" % REPO,
-        "+ %s/bin/python -m pip install --disable-pip-version-check "
+        "+ %s/bin/python -I -m pip install --disable-pip-version-check "
         "$TMPDIR/edge-server-src.XXXXXX[systemd]" % prefix,
         "+ install -d -m 0755 /etc/systemd/system",
         "+ install -m 0644 %s/edge-server.service /etc/systemd/system/edge-server.service "
@@ -154,7 +154,7 @@ def test_staged_run_prints_the_real_actions(staged_install):
     copy = [line for line in out if line.startswith("+ copy %s to " % REPO)]
     assert len(copy) == 1
     build = copy[0].split()[4]
-    assert "+ %s/srv/edge/bin/python -m pip install --disable-pip-version-check --no-deps "\
+    assert "+ %s/srv/edge/bin/python -I -m pip install --disable-pip-version-check --no-deps "\
         "%s[systemd]" % (root, build) in out
     assert not os.path.exists(build)  # the private build copy is gone
     assert "install.sh: skipping systemctl: staged under %s" % root in out

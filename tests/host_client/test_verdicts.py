@@ -104,9 +104,8 @@ def test_stock_board_is_measured_without_verdicts(stack, tmp_path):
 
 def test_tracker_shows_governors_and_temperatures(stack, hot):
     board = [b for b in host_client.list_boards(stack.tracker) if b.key == KEY][0]
-    assert board.topology["conditions"]["temps_c"] == {"soc-thermal": 45.0,
-                                                       "gpu-thermal": 43.0}
-    assert board.topology["conditions"]["governors"] == {"policy0": "schedutil"}
+    assert board.conditions["temps_c"] == {"soc-thermal": 45.0, "gpu-thermal": 43.0}
+    assert board.conditions["governors"] == {"policy0": "schedutil"}
 
 
 def test_bench_shows_the_verdict_column_and_reasons(stack, hot, tmp_path):
@@ -131,6 +130,6 @@ def test_probe_shows_the_cores_now(stack, hot):
     hot.set_temp(1, 52000)
     proc = edge_client("probe", "--tracker", stack.tracker, "--key", KEY, "--mode", "cpus:0-1")
     assert proc.returncode == 0, proc.stderr
-    now = next(line for line in proc.stdout.splitlines() if line.startswith("now "))
+    now = next(line for line in proc.stdout.splitlines() if line.startswith("now: "))
     assert now.split(None, 1)[1] == ("policy0 schedutil 1416/1416 MHz, soc-thermal 45.0 °C, "
                                      "gpu-thermal 52.0 °C")
