@@ -23,8 +23,9 @@ from tests.support.pinning_kit import status_affinities
 
 
 def board_topology(board) -> dict:
+    """The document the board announced on the tracker, as JSON-like dict."""
     (entry,) = [b for b in host_client.list_boards(board.tracker) if b.key == board.key]
-    return entry.topology
+    return entry.topology.to_dict()
 
 
 def test_probe_on_the_board_says_aarch64_and_no_linker(board):

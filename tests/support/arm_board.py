@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from tests.support import procs
+from tests.support.client_kit import SHARED_BOX
 
 SCRIPT = procs.REPO / "scripts" / "arm-board.sh"
 BOARD_PREFIX = "/opt/edge-server"
@@ -36,7 +37,7 @@ def start_edge_server(tmp_path, tracker_port: int, key: str, args=()) -> procs.P
     argv = [str(SCRIPT), "run", BOARD_PREFIX + "/bin/edge-server", "--host", procs.HOST,
             "--port", str(port), "--port-end", str(port + 1),
             "--tracker", "%s:%d" % (procs.HOST, tracker_port), "--key", key,
-            *map(str, args)]
+            *SHARED_BOX, *map(str, args)]
     proc = procs.Proc(argv, Path(tmp_path) / ("arm-edge-server-%d.log" % port))
     proc.port, proc.key = port, key
     try:
