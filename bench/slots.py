@@ -160,7 +160,7 @@ def runner_child(tracker_port, spec, count, tmp):
     errors = [r.error_msg for r in results if r.error_msg]
     sessions = [json.loads(line) for line in open(record)]
     return {"spec": spec, "trials": len(inputs), "failed": len(errors),
-            "first_error": errors[0][:400] if errors else None, "wall_s": wall,
+            "first_error": errors[0][-600:] if errors else None, "wall_s": wall,
             "per_s": len(inputs) / wall, "workers": workers,
             "pinning": sorted({(s["board"], tuple(s["thread_state"]["cpus"]))
                                for s in sessions}),
