@@ -48,19 +48,21 @@ class Board:
         return self._edge_text("version")
 
     def _edge_text(self, name: str) -> Optional[str]:
-        """A string the board put in its edge info (read raw: also when the topology
-        in it was unusable)."""
+        """A string the board put in its edge info."""
+        return self._edge_value(name, str)
+
+    def _edge_value(self, name: str, kind: type):
+        """A value of type `kind` the board put in its edge info, else None (read
+        raw: also when the topology in it was unusable)."""
         edge = self.info.get("edge") if self.edge else None
         value = edge.get(name) if isinstance(edge, dict) else None
-        return value if isinstance(value, str) else None
+        return value if isinstance(value, kind) else None
 
     @property
     def conditions(self) -> Optional[dict]:
         """Governors, clocks and temperatures the board read when it registered
         (edge_server.board.conditions); None for a stock server or an older board."""
-        edge = self.info.get("edge") if self.edge else None
-        value = edge.get("conditions") if isinstance(edge, dict) else None
-        return value if isinstance(value, dict) else None
+        return self._edge_value("conditions", dict)
 
     @property
     def state(self) -> Optional[str]:
@@ -131,9 +133,8 @@ class Board:
         ("landlock v7 + seccomp", "seccomp only (kernel lacks landlock)", ...)."""
         if not self.edge:
             return "none (stock server)"
-        edge = self.info.get("edge")
-        box = edge.get("sandbox") if isinstance(edge, dict) else None
-        if not isinstance(box, dict):
+        box = self._edge_value("sandbox", dict)
+        if box is None:
             return "unknown (older edge-server)"
         return str(box.get("applied", "unknown"))
 
