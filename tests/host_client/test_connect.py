@@ -2,12 +2,10 @@
 import gc
 import socket
 
-import numpy as np
 import pytest
-import tvm
 from tvm import rpc
 
-from tests.support import client_kit
+from tests.support import client_kit, remote_kernels
 import host_client
 from host_client.errors import (BoardBusy, KeyUnknown, NotAnEdgeServer, SessionError,
                                 ThreadModeRefused, TrackerError, TrackerUnreachable)
@@ -27,15 +25,8 @@ def test_session_runs_in_the_mode_asked_and_is_a_full_rpc_session(stack, tmp_pat
         assert state["cpus"] == [0] and state["nthreads"] == 1
         assert all(t["cpus"] == [0] for t in state["threads"])
         # The stock RPCSession API works unchanged on it.
-        session.upload(kernel.path, "mm.so")
-        module = session.load_module("mm.so")
-        dev = session.cpu()
-        a = np.random.rand(64, 64).astype("float32")
-        b = np.random.rand(64, 64).astype("float32")
-        args = [tvm.runtime.tensor(a, dev), tvm.runtime.tensor(b, dev),
-                tvm.runtime.tensor(np.zeros((64, 64), "float32"), dev)]
-        module["matmul"](*args)
-        np.testing.assert_allclose(args[2].numpy(), a @ b, rtol=1e-4)
+        module, dev, args = remote_kernels.run_matmul(session, kernel.path, 64, func="matmul",
+                                                      name="mm.so")
         assert module.time_evaluator("matmul", dev, number=2, repeat=2)(*args).mean > 0
         peer_modes = client_kit.session_events(stack.local.log())
         assert any(("mode", "big:1", "0") in events for events in peer_modes.values())

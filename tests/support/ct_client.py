@@ -1,18 +1,18 @@
 """A stock TVM client for test_systemd.py, run inside the container's network
-namespace (the tracker listens on the container's 127.0.0.1).
+namespace (the tracker listens on the container's 127.0.0.1), as
+`python -m tests.support.ct_client` from the repository.
 
-    python ct_client.py session TRACKER_PORT KEY ARTIFACT.tar   one session: mode
+    python -m tests.support.ct_client session TRACKER_PORT KEY ARTIFACT.tar   one session: mode
         "all", upload the .tar (the board links it with g++), load, run, check;
         prints the thread state as one JSON line
-    python ct_client.py hold TRACKER_PORT KEY SECONDS           open a session,
+    python -m tests.support.ct_client hold TRACKER_PORT KEY SECONDS           open a session,
         print "open", keep it SECONDS
 """
 import json
-import os
 import sys
 import time
 
-import numpy as np
+from tests.support import remote_kernels
 
 N = 4096
 
@@ -23,16 +23,9 @@ def request(port, key):
 
 
 def session(port, key, artifact):
-    import tvm
     remote = request(port, key)
     state = json.loads(remote.get_function("edge.set_thread_mode")("all"))
-    remote.upload(artifact)
-    mod = remote.load_module(os.path.basename(artifact))
-    dev = remote.cpu()
-    a = tvm.runtime.tensor(np.arange(N, dtype="float32"), dev)
-    b = tvm.runtime.tensor(np.zeros(N, dtype="float32"), dev)
-    mod["main"](a, b)
-    np.testing.assert_allclose(b.numpy(), 2 * np.arange(N, dtype="float32"))
+    remote_kernels.run_doubling(remote, artifact, N)
     print(json.dumps(state), flush=True)
     return 0
 

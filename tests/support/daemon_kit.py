@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-from tests.support import procs
+from tests.support import procs, remote_kernels
 from tests.support.procs import wait_for  # noqa: F401 - the daemon tests call kit.wait_for
 
 N = 4096
@@ -73,16 +73,8 @@ def build_kernel(directory) -> str:
 
 def exercise(remote, kernel_path: str) -> dict:
     """Upload, load, run and time the kernel; return the session's thread state."""
-    import numpy as np
-    import tvm
-    remote.upload(kernel_path)
-    mod = remote.load_module(os.path.basename(kernel_path))
-    dev = remote.cpu()
-    a = tvm.runtime.tensor(np.arange(N, dtype="float32"), dev)
-    b = tvm.runtime.tensor(np.zeros(N, dtype="float32"), dev)
-    mod["main"](a, b)
-    np.testing.assert_allclose(b.numpy(), 2 * np.arange(N, dtype="float32"))
-    cost = mod.time_evaluator("main", dev, number=3, repeat=1)(a, b).mean
+    mod, dev, args = remote_kernels.run_doubling(remote, kernel_path, N)
+    cost = mod.time_evaluator("main", dev, number=3, repeat=1)(*args).mean
     assert cost > 0
     return json.loads(remote.get_function("edge.thread_state")())
 

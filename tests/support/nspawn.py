@@ -14,7 +14,6 @@ from pathlib import Path
 
 from tests.support import procs
 
-CT_CLIENT = Path(__file__).resolve().parent / "ct_client.py"
 MINIMAL_TARGET = """[Unit]
 Description=edge-server test boot: basic.target only
 Requires=basic.target
@@ -99,9 +98,9 @@ class Container:
 
     def client(self, *args, timeout=180, background=False):
         """Our TVM client in the container's network namespace (host filesystem)."""
-        argv = ["nsenter", "-t", str(self.leader), "-n", sys.executable,
-                str(CT_CLIENT), *map(str, args)]
-        env = {"TVM_USE_RUNTIME_LIB": "1"}
+        argv = ["nsenter", "-t", str(self.leader), "-n", sys.executable, "-m",
+                "tests.support.ct_client", *map(str, args)]
+        env = {"TVM_USE_RUNTIME_LIB": "1", "PYTHONPATH": str(procs.REPO)}
         if background:
             return procs.Proc(argv, self.base / ("client-%d.log" % time.time_ns()), env=env)
         full_env = dict(os.environ, **env)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_server.session.toolchain import find_linker
-from tests.support import procs
+from tests.support import procs, remote_kernels
 from tests.support.boards import HAND_BOARDS, real_topology
 from tests.support.session_kit import Session
 
@@ -56,17 +56,7 @@ def assert_session_works(s, kernel_so=None):
     s.remote.upload(bytearray(b"still here"), "probe.txt")
     assert bytes(s.remote.download("probe.txt")) == b"still here"
     if kernel_so is not None:
-        import numpy as np
-        import tvm
-        s.remote.upload(str(kernel_so), "k.so")
-        mod = s.remote.load_module("k.so")
-        dev = s.remote.cpu()
-        a = np.random.rand(512, 512).astype("float32")
-        b = np.random.rand(512, 512).astype("float32")
-        args = [tvm.runtime.tensor(a, dev), tvm.runtime.tensor(b, dev),
-                tvm.runtime.tensor(np.zeros((512, 512), "float32"), dev)]
-        mod["main"](*args)
-        np.testing.assert_allclose(args[2].numpy(), a @ b, rtol=1e-3)
+        remote_kernels.run_matmul(s.remote, str(kernel_so), 512, name="k.so", rtol=1e-3)
 
 
 # ------------------------------------------------------------ thread modes
