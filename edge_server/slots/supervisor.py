@@ -158,6 +158,7 @@ class SlotsSupervisor:
         from edge_server.slots.slot_server import SlotServer, SupervisorLink
         for handler in logging.getLogger().handlers:
             handler.addFilter(_SlotPrefix(slot.label))
+        confine(slot.cpus)
         index = slot.index
 
         def probe(root):
@@ -327,6 +328,24 @@ class SlotsSupervisor:
 
     def _update_status(self) -> None:
         self._status(self.status_line())
+
+
+def confine(cpus) -> bool:
+    """Keep a slot server (and the sessions it forks) on its slot's cores.
+
+    Its own work per session (accepting, the hand-off, forking the next spare,
+    tearing down a crashed session) would otherwise land on any core, in the
+    middle of another slot's measurement, where the verdict counts it as an
+    intruder. False (with a warning) where the cores cannot be had, e.g. a
+    --root fixture board with more cores than this machine."""
+    try:
+        os.sched_setaffinity(0, set(cpus))
+    except OSError as err:
+        log.warning("confining this slot server to cpus %s (sched_setaffinity): %s; its own "
+                    "work may run on other slots' cores", format_cpulist(cpus),
+                    err.strerror or err)
+        return False
+    return True
 
 
 def _kill(pid: int, sig: int) -> None:

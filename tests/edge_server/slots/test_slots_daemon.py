@@ -189,6 +189,8 @@ def test_a_crash_in_one_slot_leaves_the_other_measuring(shared_tracker, libs, sl
     board = slots_board("slots-crash")
     servers = slot_pids(board)
     assert len(servers) == 2
+    # each slot server does its own work (hand-off, forks, teardown) on its slot's core
+    assert sorted(sorted(os.sched_getaffinity(p)) for p in servers) == [[0], [1]]
     fds = {pid: kit.fd_count(pid) for pid in servers + [board.pid]}
     keeper = request(shared_tracker, "slots-crash")
     kept_cpus = set_mode(keeper, "all")["cpus"]
