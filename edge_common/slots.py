@@ -304,6 +304,11 @@ class CoSlots:
     probes: Optional[Dict[str, float]]                  # per probe kind (memory, compute)
     threshold: float = DEFAULT_THRESHOLD
 
+    def facts(self) -> dict:
+        """This slot's calibration, as verdicts and edge.conditions report it."""
+        return {"index": self.index, "slowdown": self.slowdown,
+                "slowdown_by_probe": self.probes, "threshold": self.threshold}
+
     @classmethod
     def from_topology(cls, topology) -> Optional["CoSlots"]:
         """The co-slots of the slot a topology document carries; None when the

@@ -99,7 +99,8 @@ class Measurements:
     def conditions(self) -> dict:
         snap = self.reader().snapshot()
         return {"summary": summary(snap), "snapshot": snap.to_dict(),
-                "last_verdict": self.last.to_dict() if self.last else None}
+                "last_verdict": self.last.to_dict() if self.last else None,
+                "slot": self.coslots.facts() if self.coslots else None}
 
     def _expected(self, reader: ConditionsReader) -> Optional[Dict[str, int]]:
         if self.lock is None:

@@ -279,8 +279,7 @@ def _check_coslots(before, after, th, slots: CoSlots, v) -> None:
     on this boot, and only a fact when the calibration says it does not matter."""
     matters = slots.slowdown is None or slots.slowdown > slots.threshold
     facts = v.facts["co_slots"] = []
-    v.facts["slot"] = {"index": slots.index, "slowdown": slots.slowdown,
-                       "slowdown_by_probe": slots.probes, "threshold": slots.threshold}
+    v.facts["slot"] = slots.facts()
     for index, cpus in slots.others:
         share = busy_share(before, after, cpus)
         facts.append({"index": index, "cpus": list(cpus),

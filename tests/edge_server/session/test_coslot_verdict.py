@@ -175,7 +175,8 @@ def kernel_so(tmp_path_factory):
 
 def measure_while(tmp_path, kernel_so, slowdown, change):
     """A session in slot 0 on a fake board (this machine's shape with clocks and
-    zones); `change` rewrites the board 50 ms into the timed kernel."""
+    zones); `change` rewrites the board 50 ms into the timed kernel. Returns the
+    verdict and the session's conditions after it."""
     import tvm
 
     from host_client import verdicts
@@ -199,7 +200,8 @@ def measure_while(tmp_path, kernel_so, slowdown, change):
                 return feval(*args)
             finally:
                 th.join()
-        return verdicts.measured(s.remote, kernel_while)(None)[1]
+        verdict = verdicts.measured(s.remote, kernel_while)(None)[1]
+        return verdict, verdicts.conditions(s.remote)
     try:
         return measure()
     finally:
@@ -208,24 +210,28 @@ def measure_while(tmp_path, kernel_so, slowdown, change):
 
 @pytest.mark.skipif(HOST_CPUS != [0, 1], reason="written for the 2-CPU test machine")
 def test_session_next_to_a_busy_coslot_is_suspect(tmp_path, kernel_so):
-    v = measure_while(tmp_path, kernel_so, 0.41, lambda b: b.run_ticks({1: (45, 5)}))
+    v, conditions = measure_while(tmp_path, kernel_so, 0.41,
+                                  lambda b: b.run_ticks({1: (45, 5)}))
     assert v.status == "SUSPECT", v.line()
     assert v.reasons == ["slot 1 (cpu1) was busy 90% of the run; calibrated slowdown next to it "
                          "is 41% (over 3%)"]
     assert v.facts["co_slots"] == [{"index": 1, "cpus": [1], "busy_share": 0.9}]
+    # the slot's calibration is in the session's conditions too
+    assert conditions["slot"] == {"index": 0, "slowdown": 0.41, "threshold": 0.03,
+                                  "slowdown_by_probe": {"memory": 0.41, "compute": 0.205}}
 
 
 @pytest.mark.skipif(HOST_CPUS != [0, 1], reason="written for the 2-CPU test machine")
 def test_session_next_to_an_idle_coslot_is_valid(tmp_path, kernel_so):
-    v = measure_while(tmp_path, kernel_so, 0.41, lambda b: b.run_ticks({0: (0, 20),
-                                                                        1: (2, 48)}))
+    v, _ = measure_while(tmp_path, kernel_so, 0.41, lambda b: b.run_ticks({0: (0, 20),
+                                                                           1: (2, 48)}))
     assert v.status == "VALID", v.line()
     assert v.facts["co_slots"][0]["busy_share"] == 0.04
 
 
 @pytest.mark.skipif(HOST_CPUS != [0, 1], reason="written for the 2-CPU test machine")
 def test_session_next_to_a_busy_uncalibrated_coslot_is_unknown(tmp_path, kernel_so):
-    v = measure_while(tmp_path, kernel_so, None, lambda b: b.run_ticks({1: (50, 0)}))
+    v, _ = measure_while(tmp_path, kernel_so, None, lambda b: b.run_ticks({1: (50, 0)}))
     assert v.status == "UNKNOWN"
     assert v.unknown == ["slot 1 (cpu1) was busy 100% of the run; interference not calibrated "
                          "on this boot (edge-server calibrate)"]
