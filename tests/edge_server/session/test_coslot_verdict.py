@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_common.slots import CoSlots, resolve_slots, slot_topology
-from edge_server.board.conditions import ConditionsReader, Snapshot, Zone
+from edge_server.board.conditions import Snapshot, Zone
 from edge_server.session.verdict import (SUSPECT, UNKNOWN, VALID, Thresholds, busy_share,
                                          evaluate)
 from tests.support.boards import real_topology
