@@ -6,9 +6,10 @@ something we can see went wrong while the clock was running (a core below
 its clock, a capped clock, a zone at its trip point or rising fast, a
 throttle bit, another task on a measured core, the session's threads
 preempted or moved, a busy co-slot next to a slot whose calibrated slowdown
-is over --slot-threshold). UNKNOWN means nothing went wrong that we could see but
-a check the verdict rests on could not be made: the clock of every measured
-core and at least one thermal zone. A machine with neither (a VM, this
+is over --slot-threshold). UNKNOWN means nothing went wrong that we could
+see but a check the verdict rests on could not be made: the clock of every
+measured core and at least one thermal zone (and, in a slot, the calibration
+when a co-slot was busy). A machine with neither (a VM, this
 development box) therefore never says VALID.
 
 Reasons are sentences a user reads in a tuning log, with the numbers in
