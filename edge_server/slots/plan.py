@@ -3,8 +3,10 @@
 An explicit spec is resolved against the board (edge_common.slots); `auto`
 calibrates the candidate layouts (calibrate.py; cached per boot) and admits
 the one with the most slots whose measured slowdown stays under
---slot-threshold. Either way every slot carries the slowdown measured for it,
-when one was, into its topology document (edge info and session).
+--slot-threshold. Either way every slot carries the slowdown measured for it
+(worst and per probe kind), when one was, the --slot-threshold and its
+co-slots' cores into its topology document (edge info and session), which is
+what the measurement verdict judges a busy co-slot by.
 """
 import logging
 import os
