@@ -36,6 +36,7 @@ from edge_common.modes import ModeError, Resolution, describe, parse, resolve
 from edge_common.topology import Topology
 
 MAX_SPEC_LEN = 512
+DEFAULT_THRESHOLD = 0.03    # --slot-threshold: slowdown next to busy co-slots, as a fraction
 MAX_SLOTS = 256
 SPEC_GRAMMAR = "<mode> | <class>:<k>x<n> | cpus:<list>, joined by ';' (or 'auto')"
 
@@ -76,11 +77,18 @@ class Slot:
         """The thread mode that names exactly this slot's cores."""
         return "cpus:" + format_cpulist(self.cpus)
 
-    def to_json(self, count: int, spec: str, slowdown: Optional[float] = None) -> dict:
-        """What the tracker shows under edge.slot, and what resolve_mode reads."""
+    def to_json(self, count: int, spec: str, slowdown: Optional[float] = None, *,
+                probes: Optional[Dict[str, float]] = None, threshold: Optional[float] = None,
+                co_slots: Sequence["Slot"] = ()) -> dict:
+        """What the tracker shows under edge.slot, and what resolve_mode and the
+        measurement verdict (CoSlots) read: `slowdown` the worst calibrated figure,
+        `probes` the figure per probe kind, `threshold` the --slot-threshold the
+        verdict holds it to, `co_slots` the other slots' indices and cores."""
         return {"index": self.index, "count": count, "spec": spec, "group": self.group,
                 "cpus": list(self.cpus), "class": self.cls, "mode": self.mode,
-                "slowdown": slowdown}
+                "slowdown": slowdown, "slowdown_by_probe": probes, "threshold": threshold,
+                "co_slots": [{"index": s.index, "cpus": list(s.cpus)} for s in co_slots
+                             if s.index != self.index]}
 
 
 def _echo(text: str) -> str:
@@ -276,11 +284,59 @@ def _free(topology: dict, taken: Dict[int, str]) -> List[int]:
 # ---------------------------------------------------------------- modes in a slot
 
 def slot_topology(topology: dict, slot: Slot, count: int, spec: str,
-                  slowdown: Optional[float] = None) -> dict:
-    """The topology document a slot's sessions see: the board's, plus `slot`."""
+                  slowdown: Optional[float] = None, **calibration) -> dict:
+    """The topology document a slot's sessions see: the board's, plus `slot`
+    (calibration: Slot.to_json's probes, threshold and co_slots)."""
     doc = copy.deepcopy(topology)
-    doc["slot"] = slot.to_json(count, spec, slowdown)
+    doc["slot"] = slot.to_json(count, spec, slowdown, **calibration)
     return doc
+
+
+@dataclass(frozen=True)
+class CoSlots:
+    """What a session in a slot needs to judge a measurement's neighbours:
+    its own slot, the other slots' cores, and this boot's calibrated slowdown
+    of its slot next to busy co-slots (None: not calibrated on this boot)."""
+    index: int
+    cpus: Tuple[int, ...]
+    others: Tuple[Tuple[int, Tuple[int, ...]], ...]     # (index, cpus) of every co-slot
+    slowdown: Optional[float]                           # worst over the probe kinds
+    probes: Optional[Dict[str, float]]                  # per probe kind (memory, compute)
+    threshold: float = DEFAULT_THRESHOLD
+
+    def facts(self) -> dict:
+        """This slot's calibration, as verdicts and edge.conditions report it."""
+        return {"index": self.index, "slowdown": self.slowdown,
+                "slowdown_by_probe": self.probes, "threshold": self.threshold}
+
+    @classmethod
+    def from_topology(cls, topology) -> Optional["CoSlots"]:
+        """The co-slots of the slot a topology document carries; None when the
+        document has no slot (a whole-board server) or no co-slot."""
+        if isinstance(topology, Topology):
+            topology = topology.to_dict()
+        slot = topology.get("slot") if isinstance(topology, dict) else None
+        if not isinstance(slot, dict):
+            return None
+        others = tuple((int(o["index"]), tuple(int(c) for c in o["cpus"]))
+                       for o in slot.get("co_slots") or []
+                       if isinstance(o, dict) and o.get("cpus"))
+        if not others:
+            return None
+        probes = slot.get("slowdown_by_probe")
+        probes = {str(k): float(v) for k, v in probes.items() if _number(v)} \
+            if isinstance(probes, dict) else None
+        slowdown = slot.get("slowdown")
+        threshold = slot.get("threshold")
+        return cls(index=int(slot.get("index", 0)),
+                   cpus=tuple(int(c) for c in slot.get("cpus") or ()), others=others,
+                   slowdown=float(slowdown) if _number(slowdown) else None,
+                   probes=probes or None,
+                   threshold=float(threshold) if _number(threshold) else DEFAULT_THRESHOLD)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 def _restricted(topology: dict, cpus: Sequence[int]) -> dict:
@@ -329,8 +385,6 @@ def resolve_mode(topology, mode) -> Resolution:
 
 
 # ---------------------------------------------------------------- auto: admission
-
-DEFAULT_THRESHOLD = 0.03
 
 
 def candidate_specs(topology: dict) -> List[str]:

@@ -15,9 +15,10 @@ under the daemon's root (a fixture tree in tests), as the kernel writes it:
   cur_state/max_state (a CPU cooling device above 0 is a clock cap, which
   is how Jetson's and many vendor kernels throttle);
 - the Raspberry Pi firmware's get_throttled bits ("%x\\n");
-- /proc/stat per-CPU busy ticks and the session's own threads
-  (/proc/self/task/T/{stat,status,sched}): CPU ticks, last CPU,
-  involuntary context switches and migrations.
+- /proc/stat per-CPU busy and elapsed ticks, of every CPU (the session's
+  own cores for intruders, a slot's co-slots for interference), and the
+  session's own threads (/proc/self/task/T/{stat,status,sched}): CPU ticks,
+  last CPU, involuntary context switches and migrations.
 
 The parts that cannot change during a session (which policy a core belongs
 to, cpuinfo_max_freq, zone types, trip points, cooling device types) are
@@ -97,6 +98,7 @@ class Snapshot:
     cpu_busy_ticks: Optional[Dict[int, int]]  # /proc/stat per CPU: all but idle and iowait
     tasks: Optional[Dict[int, Task]]
     warnings: List[str] = field(default_factory=list)
+    cpu_ticks: Optional[Dict[int, int]] = None  # /proc/stat per CPU: every column (elapsed)
 
     def to_dict(self) -> dict:
         """JSON-ready form (dict keys become strings in JSON; consumers know)."""
@@ -130,6 +132,7 @@ class ConditionsReader:
         warnings: List[str] = []
         reader = Reader(self.root, warnings)
         now = time.monotonic()
+        busy, elapsed = _read_proc_stat(reader)
         return Snapshot(
             monotonic=now, cpus=list(self.cpus),
             policies=[_read_policy(reader, base, p) for base, p in self._policies],
@@ -137,7 +140,7 @@ class ConditionsReader:
             zones=[_read_zone(reader, z) for z in self._zones],
             cooling=[_read_cooling(reader, c) for c in self._cooling],
             rpi_throttled=parse_throttled(reader, RPI_THROTTLED) if self._has_rpi else None,
-            cpu_busy_ticks=_read_proc_stat(reader),
+            cpu_busy_ticks=busy, cpu_ticks=elapsed,
             tasks=_read_tasks(reader),
             warnings=warnings)
 
@@ -282,9 +285,13 @@ def parse_time_in_state(text: str) -> Dict[int, int]:
     return out
 
 
-def parse_proc_stat(text: str) -> Dict[int, int]:
-    """Per-CPU busy clock ticks from /proc/stat: every column but idle (4th)
-    and iowait (5th); guest time is already inside user, so it is left out."""
+def parse_proc_stat(text: str) -> Dict[int, Tuple[int, int]]:
+    """Per-CPU (busy, elapsed) clock ticks from /proc/stat. Elapsed is the sum
+    of the first eight columns (user nice system idle iowait irq softirq
+    steal; guest time is already inside user, so it is left out); busy is
+    that minus idle (4th) and iowait (5th). Busy minus the session's own is
+    another task on a measured core; busy over elapsed is how busy a co-slot's
+    core was."""
     out = {}
     for line in text.splitlines():
         if not line.startswith("cpu") or line.startswith("cpu "):
@@ -295,12 +302,17 @@ def parse_proc_stat(text: str) -> Dict[int, int]:
         if not cpu.isdigit() or len(nums) < 4 or not all(n.isdigit() for n in nums):
             raise ValueError("line %r is not 'cpuN user nice system idle ...'" % line[:60])
         values = [int(n) for n in nums]
-        out[int(cpu)] = sum(values) - values[3] - (values[4] if len(values) > 4 else 0)
+        total = sum(values)
+        out[int(cpu)] = (total - values[3] - (values[4] if len(values) > 4 else 0), total)
     return out
 
 
-def _read_proc_stat(reader: Reader) -> Optional[Dict[int, int]]:
-    return _parsed(reader, "proc/stat", parse_proc_stat)
+def _read_proc_stat(reader: Reader) -> Tuple[Optional[Dict[int, int]], Optional[Dict[int, int]]]:
+    """(busy ticks, elapsed ticks) per CPU, both None when /proc/stat cannot be read."""
+    ticks = _parsed(reader, "proc/stat", parse_proc_stat)
+    if ticks is None:
+        return None, None
+    return {c: b for c, (b, _) in ticks.items()}, {c: t for c, (_, t) in ticks.items()}
 
 
 def parse_task_stat(text: str) -> Tuple[int, Optional[int]]:

@@ -250,7 +250,8 @@ OPTIONS: Tuple[Option, ...] = (
            "(hardware counters)", action="store_true"),
     Option("--slots", "slots", None, SLOTS_HELP, check_slots, metavar="SPEC"),
     Option("--slot-threshold", "slot_threshold", "3", "largest slowdown, in percent, busy "
-           "co-slots may cause a slot for --slots auto to form it (3 or 3%%)", check_threshold,
+           "co-slots may cause a slot for --slots auto to form it, and above which a "
+           "measurement next to a busy co-slot is SUSPECT (3 or 3%%)", check_threshold,
            metavar="PERCENT"),
     Option("--calibration-cache", "calibration_cache", None, "where `edge-server calibrate` "
            "keeps its results per boot (default $STATE_DIRECTORY, else "

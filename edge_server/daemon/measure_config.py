@@ -32,6 +32,9 @@ HELP = {
     "max_other_ms": "SUSPECT when other tasks took more than this many ms on a measured core...",
     "max_other_share": "...or more than this share of the run, whichever is larger",
     "max_preemptions": "SUSPECT when the session's threads were preempted more often",
+    "max_coslot_busy": "with --slots: a co-slot's core busy more than this share of the run "
+                       "makes it SUSPECT when this slot's calibrated slowdown is over "
+                       "--slot-threshold (UNKNOWN when not calibrated; 1 = never)",
 }
 
 

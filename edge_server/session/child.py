@@ -32,6 +32,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from edge_common.cpulist import format_cpulist
 from edge_server.session.ipc import ModeReporter
 from edge_common.modes import ModeError, Resolution
+from edge_common.slots import CoSlots
 from edge_common.slots import resolve_mode as resolve   # within the session's slot, if any
 from edge_server.session import sandbox as sandbox_mod
 from edge_server.session.pinning import PinningError, ThreadPinner
@@ -186,7 +187,8 @@ class PreparedSession:
         self.modes.start()
         self.libraries = _load_libraries(ctx)
         self._topology_json: Optional[str] = None
-        self.measure = Measurements(ctx.measure, self.session_cpus)
+        self.measure = Measurements(ctx.measure, self.session_cpus,
+                                    CoSlots.from_topology(ctx.topology))
         register_functions()
         _SESSION = self
 

@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
+from edge_common.slots import CoSlots
 from edge_server.board.conditions import ConditionsReader, summary
 from edge_server.session.clocks import ClockLock
 from edge_server.session.cooldown import IDLE_FILE, IdleTemps, wait_until_cool
@@ -53,9 +54,11 @@ class Measurements:
     cpus: returns the cores the session runs on now (they change with
     edge.set_thread_mode), so the reader follows the session's mode."""
 
-    def __init__(self, settings: MeasureSettings, cpus: Callable[[], List[int]]):
+    def __init__(self, settings: MeasureSettings, cpus: Callable[[], List[int]],
+                 coslots: Optional[CoSlots] = None):
         self.settings = settings
         self._cpus = cpus
+        self.coslots = coslots     # the slot's neighbours (--slots), judged by every verdict
         self._readers: Dict[Tuple[int, ...], ConditionsReader] = {}
         self.last: Optional[Verdict] = None
         self._open = None          # (reader, thresholds, expected clocks, before) of begin()
@@ -96,7 +99,8 @@ class Measurements:
     def conditions(self) -> dict:
         snap = self.reader().snapshot()
         return {"summary": summary(snap), "snapshot": snap.to_dict(),
-                "last_verdict": self.last.to_dict() if self.last else None}
+                "last_verdict": self.last.to_dict() if self.last else None,
+                "slot": self.coslots.facts() if self.coslots else None}
 
     def _expected(self, reader: ConditionsReader) -> Optional[Dict[str, int]]:
         if self.lock is None:
@@ -120,7 +124,7 @@ class Measurements:
         reader, thresholds, expected, before = self._open
         after = reader.snapshot()
         self._open = None
-        self.last = evaluate(before, after, thresholds, expected)
+        self.last = evaluate(before, after, thresholds, expected, self.coslots)
         self._log(self.last)
         return self.last
 

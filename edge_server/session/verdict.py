@@ -5,9 +5,11 @@ before and just after a timed run; evaluate() compares them. SUSPECT means
 something we can see went wrong while the clock was running (a core below
 its clock, a capped clock, a zone at its trip point or rising fast, a
 throttle bit, another task on a measured core, the session's threads
-preempted or moved). UNKNOWN means nothing went wrong that we could see but
-a check the verdict rests on could not be made: the clock of every measured
-core and at least one thermal zone. A machine with neither (a VM, this
+preempted or moved, a busy co-slot next to a slot whose calibrated slowdown
+is over --slot-threshold). UNKNOWN means nothing went wrong that we could
+see but a check the verdict rests on could not be made: the clock of every
+measured core and at least one thermal zone (and, in a slot, the calibration
+when a co-slot was busy). A machine with neither (a VM, this
 development box) therefore never says VALID.
 
 Reasons are sentences a user reads in a tuning log, with the numbers in
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from edge_common.cpulist import format_cpulist
+from edge_common.slots import CoSlots
 from edge_server.board.conditions import CLK_TCK, SLOWING_TRIPS, Snapshot
 
 VALID, SUSPECT, UNKNOWN = "VALID", "SUSPECT", "UNKNOWN"
@@ -42,6 +45,7 @@ class Thresholds:
     max_other_ms: float = 20.0      # CPU time other tasks took on one measured core...
     max_other_share: float = 0.05   # ...or this share of the run, whichever is larger
     max_preemptions: int = 10       # involuntary context switches of the session's threads
+    max_coslot_busy: float = 0.5    # share of the run a co-slot's core was busy (--slots)
 
     def with_overrides(self, overrides: Optional[dict]) -> "Thresholds":
         """A copy with `overrides` applied; ThresholdError names a bad key or value."""
@@ -83,11 +87,14 @@ class Verdict:
 
 
 def evaluate(before: Snapshot, after: Snapshot, thresholds: Thresholds = Thresholds(),
-             expected_khz: Optional[Dict[str, int]] = None) -> Verdict:
+             expected_khz: Optional[Dict[str, int]] = None,
+             coslots: Optional[CoSlots] = None) -> Verdict:
     """The verdict on a run between two snapshots of the same ConditionsReader.
 
     expected_khz: per policy name, the clock the run should have had when it
-    is locked to a fixed frequency (clocks.py); else cpuinfo_max_freq."""
+    is locked to a fixed frequency (clocks.py); else cpuinfo_max_freq.
+    coslots: the session's slot and its neighbours (--slots); None for a
+    whole-board server, which has no co-slot to judge."""
     v = Verdict(status=UNKNOWN)
     duration_ms = max(0.0, (after.monotonic - before.monotonic) * 1e3)
     v.facts["duration_ms"] = round(duration_ms, 3)
@@ -96,6 +103,8 @@ def evaluate(before: Snapshot, after: Snapshot, thresholds: Thresholds = Thresho
     _check_rpi(before, after, v)
     _check_intruders(before, after, thresholds, duration_ms, v)
     _check_threads(before, after, thresholds, v)
+    if coslots is not None:
+        _check_coslots(before, after, thresholds, coslots, v)
     if v.reasons:
         v.status = SUSPECT
     elif not v.unknown:
@@ -241,3 +250,57 @@ def _check_threads(before, after, th, v) -> None:
     if moved > 0:
         v.reasons.append("the session's threads moved between cores %d times "
                          "(pinning did not hold)" % moved)
+
+
+def busy_share(before: Snapshot, after: Snapshot, cpus) -> Optional[float]:
+    """How busy the busiest of `cpus` was between two snapshots: its non-idle
+    ticks over its elapsed ticks (/proc/stat). None when /proc/stat was not
+    read or the run was shorter than a clock tick on all of them."""
+    if None in (before.cpu_busy_ticks, after.cpu_busy_ticks, before.cpu_ticks, after.cpu_ticks):
+        return None
+    shares = []
+    for cpu in cpus:
+        try:
+            busy = after.cpu_busy_ticks[cpu] - before.cpu_busy_ticks[cpu]
+            elapsed = after.cpu_ticks[cpu] - before.cpu_ticks[cpu]
+        except KeyError:        # an offline CPU has no line
+            continue
+        if elapsed > 0:
+            shares.append(min(1.0, max(0.0, busy / elapsed)))
+    return max(shares) if shares else None
+
+
+def _pct(share: float) -> str:
+    return "%d%%" % round(100 * share)
+
+
+def _check_coslots(before, after, th, slots: CoSlots, v) -> None:
+    """A busy co-slot is SUSPECT when this slot's calibrated slowdown next to
+    busy co-slots is over --slot-threshold, UNKNOWN when it was not calibrated
+    on this boot, and only a fact when the calibration says it does not matter."""
+    matters = slots.slowdown is None or slots.slowdown > slots.threshold
+    facts = v.facts["co_slots"] = []
+    v.facts["slot"] = slots.facts()
+    for index, cpus in slots.others:
+        share = busy_share(before, after, cpus)
+        facts.append({"index": index, "cpus": list(cpus),
+                      "busy_share": None if share is None else round(share, 3)})
+        where = "slot %d (cpu%s)" % (index, format_cpulist(cpus))
+        if share is None:
+            if matters:
+                v.unknown.append("whether %s was busy cannot be told (/proc/stat unreadable, "
+                                 "or the run was shorter than a clock tick)" % where)
+            continue
+        if share <= th.max_coslot_busy:
+            continue
+        if slots.slowdown is None:
+            v.unknown.append("%s was busy %s of the run; interference not calibrated on this "
+                             "boot (edge-server calibrate)" % (where, _pct(share)))
+        elif slots.slowdown > slots.threshold:
+            v.reasons.append("%s was busy %s of the run; calibrated slowdown next to it is %s "
+                             "(over %s)" % (where, _pct(share), _pct(slots.slowdown),
+                                            _threshold_pct(slots.threshold)))
+
+
+def _threshold_pct(threshold: float) -> str:
+    return ("%.1f" % (100 * threshold)).rstrip("0").rstrip(".") + "%"

@@ -3,12 +3,14 @@
 An explicit spec is resolved against the board (edge_common.slots); `auto`
 calibrates the candidate layouts (calibrate.py; cached per boot) and admits
 the one with the most slots whose measured slowdown stays under
---slot-threshold. Either way every slot carries the slowdown measured for it,
-when one was, into its topology document (edge info and session).
+--slot-threshold. Either way every slot carries the slowdown measured for it
+(worst and per probe kind), when one was, the --slot-threshold and its
+co-slots' cores into its topology document (edge info and session), which is
+what the measurement verdict judges a busy co-slot by.
 """
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 from edge_common.slots import (DEFAULT_THRESHOLD, Slot, SlotError, admit, candidate_specs,
@@ -73,10 +75,15 @@ class SlotPlan:
     slowdowns: Dict[int, Optional[float]]   # slot index -> worst measured slowdown
     default_modes: Dict[int, str]      # slot index -> canonical default mode in that slot
     why: str                           # how the layout was chosen, for the log
+    probes: Dict[int, Optional[Dict[str, float]]] = field(default_factory=dict)
+    threshold: float = DEFAULT_THRESHOLD    # --slot-threshold, which verdicts hold slots to
 
     def topology(self, board: dict, index: int) -> dict:
+        """Slot `index`'s document: its cores, calibration and co-slots."""
         slot = self.slots[index]
-        return slot_topology(board, slot, len(self.slots), self.spec, self.slowdowns.get(index))
+        return slot_topology(board, slot, len(self.slots), self.spec, self.slowdowns.get(index),
+                             probes=self.probes.get(index), threshold=self.threshold,
+                             co_slots=self.slots)
 
 
 def plan_slots(config, topology: dict,
@@ -101,7 +108,8 @@ def plan_slots(config, topology: dict,
             chosen = cached
             why += "; calibrated slowdowns from this boot's cache"
     slots = resolve_slots(topology, spec)
-    slowdowns = _slowdowns(chosen, slots)
+    probes = _probe_slowdowns(chosen, slots)
+    slowdowns = {i: round(max(p.values()), 4) if p else None for i, p in probes.items()}
     defaults = {}
     for slot in slots:
         doc = slot_topology(topology, slot, len(slots), spec)
@@ -111,7 +119,7 @@ def plan_slots(config, topology: dict,
             raise SlotError("--default-mode %s cannot be met in every slot: %s; --default-mode "
                             "all means each slot's own cores" % (config.default_mode, err)) \
                 from None
-    return SlotPlan(spec, slots, slowdowns, defaults, why)
+    return SlotPlan(spec, slots, slowdowns, defaults, why, probes, config.slot_threshold)
 
 
 def _cached_result(config, topology: dict, spec: str) -> Optional[dict]:
@@ -123,17 +131,22 @@ def _cached_result(config, topology: dict, spec: str) -> Optional[dict]:
         return None
 
 
-def _slowdowns(result: Optional[dict], slots: List[Slot]) -> Dict[int, Optional[float]]:
-    """Slot index -> the worst slowdown its calibration measured (None: not measured)."""
-    out: Dict[int, Optional[float]] = {s.index: None for s in slots}
+def _probe_slowdowns(result: Optional[dict],
+                     slots: List[Slot]) -> Dict[int, Optional[Dict[str, float]]]:
+    """Slot index -> the slowdown its calibration measured per probe kind
+    (None: not measured, or a figure that is not a number)."""
+    out: Dict[int, Optional[Dict[str, float]]] = {s.index: None for s in slots}
     if not result:
         return out
     for entry in result.get("slots") or []:
         figures = entry.get("slowdown")
         cpus = tuple(entry.get("cpus") or ())
+        if not isinstance(figures, dict) or not figures or not all(
+                isinstance(v, (int, float)) and v == v for v in figures.values()):
+            continue
         for slot in slots:
-            if slot.cpus == cpus and isinstance(figures, dict) and figures:
-                out[slot.index] = round(max(float(v) for v in figures.values()), 4)
+            if slot.cpus == cpus:
+                out[slot.index] = {str(k): round(float(v), 4) for k, v in figures.items()}
     return out
 
 

@@ -157,7 +157,7 @@ def test_garbage_specs_only_raise_slot_error(text):
 def slot_doc(board, spec, index):
     topology = HAND_BOARDS[board]
     slots = resolve_slots(topology, spec)
-    return slot_topology(topology, slots[index], len(slots), spec)
+    return slot_topology(topology, slots[index], len(slots), spec, co_slots=slots)
 
 
 @pytest.mark.parametrize("mode, cpus", [
@@ -197,7 +197,10 @@ def test_no_slot_is_plain_resolution():
 def test_slot_document_leaves_the_board_untouched():
     doc = slot_doc("rk3399", "little:1x4", 2)
     assert doc["slot"] == {"index": 2, "count": 4, "spec": "little:1x4", "group": "little:1x4",
-                           "cpus": [2], "class": "little", "mode": "cpus:2", "slowdown": None}
+                           "cpus": [2], "class": "little", "mode": "cpus:2", "slowdown": None,
+                           "slowdown_by_probe": None, "threshold": None,
+                           "co_slots": [{"index": 0, "cpus": [0]}, {"index": 1, "cpus": [1]},
+                                        {"index": 3, "cpus": [3]}]}
     assert "slot" not in RK3399 and doc["cpus"] == RK3399["cpus"]
 
 

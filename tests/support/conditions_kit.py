@@ -9,7 +9,9 @@ them while a kernel runs.
 """
 import os
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
+
+from edge_server.board.conditions import parse_proc_stat
 
 CPU = "sys/devices/system/cpu"
 THERMAL = "sys/class/thermal"
@@ -26,12 +28,19 @@ def format_time_in_state(table: Dict[int, int]) -> str:
     return "".join("%u %u\n" % (f, t) for f, t in sorted(table.items()))
 
 
-def format_proc_stat(busy: Dict[int, int], idle: int = 1000) -> str:
-    lines = ["cpu  %d 0 0 %d 0 0 0 0 0 0" % (sum(busy.values()), idle * len(busy))]
+IOWAIT = 3      # every fake CPU waited 3 ticks on I/O (idle time, as the kernel counts it)
+
+
+def format_proc_stat(busy: Dict[int, int], idle: Union[int, Dict[int, int]] = 1000) -> str:
+    """/proc/stat with `busy` non-idle ticks per CPU (at least 2: irq and
+    softirq are 1 each) and `idle` idle ticks (one figure for all, or per CPU);
+    each CPU's elapsed ticks are busy + idle + IOWAIT."""
+    idles = idle if isinstance(idle, dict) else {c: idle for c in busy}
+    lines = ["cpu  %d 0 0 %d 0 0 0 0 0 0" % (sum(busy.values()), sum(idles.values()))]
     for cpu, ticks in sorted(busy.items()):
         # user nice system idle iowait irq softirq steal guest guest_nice
-        lines.append("cpu%d %d 0 %d %d 3 1 1 0 0 0" % (cpu, ticks - ticks // 3 - 2, ticks // 3,
-                                                       idle))
+        lines.append("cpu%d %d 0 %d %d %d 1 1 0 0 0" % (cpu, ticks - ticks // 3 - 2, ticks // 3,
+                                                        idles[cpu], IOWAIT))
     return "\n".join(lines) + "\nintr 0\nctxt 0\nbtime 0\n"
 
 
@@ -129,8 +138,20 @@ class CondBoard:
         write(self.p("sys/devices/platform/soc/soc:firmware/get_throttled"), "%x\n" % bits)
 
     # ---- /proc ---------------------------------------------------------------------
-    def set_proc_stat(self, busy: Dict[int, int]) -> None:
-        write(self.p("proc/stat"), format_proc_stat(busy))
+    def set_proc_stat(self, busy: Dict[int, int],
+                      idle: Optional[Dict[int, int]] = None) -> None:
+        write(self.p("proc/stat"), format_proc_stat(busy, 1000 if idle is None else idle))
+
+    def run_ticks(self, ticks: Dict[int, Tuple[int, int]]) -> None:
+        """Let time pass on each CPU as the kernel accounts it: cpu -> (busy, idle)
+        ticks added to what /proc/stat says now (a busy co-slot, an idle one)."""
+        now = parse_proc_stat(self.p("proc/stat").read_text())
+        busy = {c: b for c, (b, _) in now.items()}
+        idle = {c: t - b - IOWAIT for c, (b, t) in now.items()}
+        for cpu, (more_busy, more_idle) in ticks.items():
+            busy[cpu] = busy.get(cpu, 2) + more_busy
+            idle[cpu] = idle.get(cpu, 0) + more_idle
+        self.set_proc_stat(busy, idle)
 
     def set_task(self, tid: int, ticks: int, cpu: int, nonvoluntary: int = 0,
                  migrations: Optional[int] = 0, comm: str = "python3") -> None:

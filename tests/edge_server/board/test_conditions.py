@@ -112,10 +112,13 @@ def test_time_in_state_round_trip(table):
     assert parse_time_in_state(format_time_in_state(table)) == table
 
 
-@given(st.dictionaries(st.integers(0, 255), st.integers(10, 2 ** 40), min_size=1))
-def test_proc_stat_round_trip(busy):
+@given(st.dictionaries(st.integers(0, 255), st.tuples(st.integers(10, 2 ** 40),
+                                                     st.integers(0, 2 ** 40)), min_size=1))
+def test_proc_stat_round_trip(ticks):
     # format_proc_stat writes irq 1 + softirq 1 on top of user+system; iowait 3 is idle.
-    assert parse_proc_stat(format_proc_stat(busy)) == {c: t for c, t in busy.items()}
+    text = format_proc_stat({c: b for c, (b, _) in ticks.items()},
+                            {c: i for c, (_, i) in ticks.items()})
+    assert parse_proc_stat(text) == {c: (b, b + i + 3) for c, (b, i) in ticks.items()}
 
 
 @given(st.integers(1, 2 ** 22), st.text(min_size=1, max_size=15).filter(lambda s: "\n" not in s),

@@ -51,6 +51,10 @@ def test_auto_admits_the_most_slots_under_the_threshold():
     assert "rejected cpus:0;cpus:1;cpus:2;cpus:3;cpus:4;cpus:5 (4.0%)" in plan.why
     doc = plan.topology(RK3399, 1)
     assert doc["slot"]["slowdown"] == 0.01 and doc["slot"]["cpus"] == [0, 1, 2, 3]
+    # what a session's verdict needs: per-probe figures, the threshold, the co-slots' cores
+    assert doc["slot"]["slowdown_by_probe"] == {"memory": 0.01, "compute": 0.0025}
+    assert doc["slot"]["threshold"] == 0.03
+    assert doc["slot"]["co_slots"] == [{"index": 0, "cpus": [4, 5]}]
 
 
 def test_auto_threshold_flag_changes_the_layout():
@@ -75,6 +79,26 @@ def test_explicit_slots_carry_this_boots_calibration(tmp_path, boot_root):
     assert "cache" in plan.why
     other = dataclasses.replace(conf, slots="little:1x4")
     assert plan_slots(other, RK3399).slowdowns == {0: None, 1: None, 2: None, 3: None}
+    uncalibrated = plan_slots(other, RK3399).topology(RK3399, 2)["slot"]
+    assert uncalibrated["slowdown_by_probe"] is None
+    assert [c["cpus"] for c in uncalibrated["co_slots"]] == [[0], [1], [3]]
+
+
+def test_slot_threshold_flag_reaches_the_slot_document():
+    plan = plan_slots(config("--slots", "little:1x2", "--slot-threshold", "10%"), RK3399,
+                      calibrate=fake_calibration)
+    assert plan.topology(RK3399, 0)["slot"]["threshold"] == 0.1
+
+
+def test_a_calibration_figure_that_is_not_a_number_is_not_measured(tmp_path, boot_root):
+    cache = str(tmp_path / "cache")
+    result = fake_calibration(RK3399, ["cpus:4-5;cpus:0-3"])[0]
+    result["slots"][0]["slowdown"]["memory"] = "fast"
+    cal.store(RK3399, result, cache, boot_root)
+    conf = dataclasses.replace(config("--slots", "big;little", "--calibration-cache", cache),
+                               root=boot_root)
+    plan = plan_slots(conf, RK3399)
+    assert plan.slowdowns == {0: None, 1: 0.01}
 
 
 def test_cache_is_per_boot(tmp_path, boot_root):

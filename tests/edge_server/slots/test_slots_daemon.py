@@ -319,3 +319,74 @@ def test_watchdog_is_fed_only_while_every_slot_server_is(tmp_path, shared_tracke
         assert board.stop() == 0
     finally:
         rec.close()
+
+
+def fake_calibration_cache(directory, slowdown):
+    """This boot's calibration of cpus:0;cpus:1 as `edge-server calibrate` caches
+    it, saying each slot slows down by `slowdown` next to a busy co-slot."""
+    from edge_server.slots import calibrate as cal
+    from tests.support.boards import real_topology
+    result = {"version": cal.CACHE_VERSION, "spec": SPEC, "method": "fake, for a test",
+              "slots": [{"index": i, "cpus": [i], "slowdown": {"memory": slowdown,
+                                                               "compute": slowdown / 2}}
+                        for i in (0, 1)]}
+    assert cal.store(real_topology(), result, str(directory)) is not None
+    return directory
+
+
+@pytest.mark.parametrize("slowdown, key", [(0.40, "slots-coslot-40"), (0.01, "slots-coslot-1")])
+def test_a_measurement_next_to_a_busy_coslot(tmp_path, shared_tracker, libs, slowdown, key):
+    """Slot 1 runs a kernel for seconds while slot 0 measures: with a calibrated
+    slowdown of 40% the measurement is SUSPECT naming slot 1; with 1% it is not
+    (this machine has no cpufreq, so UNKNOWN for that, not for slot 1)."""
+    from host_client import verdicts
+    from tests.support.client_kit import SHARED_BOX
+    cache = fake_calibration_cache(tmp_path / "calibration", slowdown)
+    # the intruder and preemption checks are relaxed (this 2-core box is shared);
+    # the co-slot check keeps its default
+    board = start_slots(tmp_path, shared_tracker, key,
+                        extra=("--calibration-cache", cache, *SHARED_BOX))
+    outcome = {}
+
+    def scenario():
+        import numpy as np
+        import tvm
+        remotes = [request(shared_tracker, key), request(shared_tracker, key)]
+        by_slot = {slot_of(r)["index"]: r for r in remotes}
+        assert slot_of(by_slot[0])["slowdown"] == slowdown
+        assert slot_of(by_slot[0])["co_slots"] == [{"index": 1, "cpus": [1]}]
+        run = {}
+        for index, remote in by_slot.items():
+            assert set_mode(remote, "all")["cpus"] == [index]
+            remote.upload(libs["kernel"])
+            mod = remote.load_module(os.path.basename(libs["kernel"]))
+            dev = remote.cpu()
+            args = [tvm.runtime.tensor(np.ones(kit.N, "float32"), dev) for _ in range(2)]
+            run[index] = (mod, args, dev)
+
+        def busy():                          # slot 1: a kernel that keeps cpu1 busy ~4 s
+            mod, args, dev = run[1]
+            mod.time_evaluator("main", dev, number=1, repeat=1, min_repeat_ms=4000)(*args)
+        thread = threading.Thread(target=busy)
+        thread.start()
+        time.sleep(0.5)                      # the busy kernel is under way
+        mod, args, dev = run[0]
+        feval = mod.time_evaluator("main", dev, number=1, repeat=1, min_repeat_ms=1000)
+        outcome["verdict"] = verdicts.measured(by_slot[0], feval)(*args)[1]
+        thread.join(60)
+    scenario()
+    gc.collect()
+    v = outcome["verdict"]
+    about_slot1 = [r for r in v.reasons + v.unknown if r.startswith("slot 1 (cpu1)")]
+    assert v.facts["slot"]["slowdown"] == slowdown
+    assert [c["index"] for c in v.facts["co_slots"]] == [1]
+    if slowdown > 0.03:
+        assert v.status == "SUSPECT", v.line()
+        assert about_slot1 and about_slot1[0] in v.reasons
+        assert "calibrated slowdown next to it is 40% (over 3%)" in about_slot1[0]
+    else:
+        assert not about_slot1, v.line()
+        assert v.status != "SUSPECT", v.line()
+        assert v.facts["co_slots"][0]["busy_share"] is not None
+    procs.wait_free(shared_tracker.port, key, count=2, proc=board)
+    assert board.stop() == 0
