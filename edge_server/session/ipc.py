@@ -74,7 +74,11 @@ def parse_handoff(msg: bytes) -> Handoff:
     if not isinstance(work_dir, str) or not work_dir or not isinstance(peer, str):
         raise ValueError("hand-off message needs a non-empty string work_dir and a string "
                          "peer, got %.100r" % (info,))
-    return Handoff(work_dir, peer, parse_held(info.get("clocks")))
+    try:
+        clocks = parse_held(info.get("clocks"))
+    except ValueError as err:
+        raise ValueError("hand-off message: %s" % err) from None
+    return Handoff(work_dir, peer, clocks)
 
 
 def hand_off(channel: socket.socket, conn: socket.socket, work_dir: str, peer: str,

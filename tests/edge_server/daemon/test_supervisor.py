@@ -318,7 +318,7 @@ def test_the_next_client_is_handed_to_the_spare_with_its_work_dir_and_peer(rig, 
     s = rig.start(peer="10.0.0.7:4242")
     assert s is spare and s.state is State.SERVING and s.channel is None
     msg, fds, _, _ = socket.recv_fds(channel, 65536, 1)
-    assert parse_handoff(msg) == (s.work_dir, "10.0.0.7:4242") and len(fds) == 1
+    assert parse_handoff(msg) == (s.work_dir, "10.0.0.7:4242", None) and len(fds) == 1
     os.close(fds[0])
     assert any("pid %d prepared in advance" % s.pid in r.getMessage() for r in caplog.records)
 
