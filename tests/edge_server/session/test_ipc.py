@@ -169,6 +169,23 @@ def test_handoff_round_trips_the_held_clocks(khz, failed):
     assert parse_handoff(handoff_message("/w", "a:1", held)) == ("/w", "a:1", held)
 
 
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda kids: st.lists(kids, max_size=3)
+                     | st.dictionaries(st.sampled_from(["khz", "failed", "policy0", "x"]), kids,
+                                       max_size=3), max_leaves=8)
+
+
+@given(_JSON)
+def test_held_clocks_junk_is_a_value_error_never_a_crash(value):
+    msg = json.dumps({"work_dir": "/w", "peer": "a:1", "clocks": value}).encode()
+    try:
+        clocks = parse_handoff(msg).clocks
+    except ValueError as err:
+        assert str(err).startswith("hand-off message: hand-off clocks")
+    else:
+        assert clocks is None or all(type(v) is int and v > 0 for v in clocks.khz.values())
+
+
 def test_old_handoff_keys_are_unchanged_with_clocks():
     info = json.loads(handoff_message("/w", "a:1", HeldClocks({"policy0": 1416000}, {})))
     assert info == {"work_dir": "/w", "peer": "a:1",
