@@ -183,8 +183,8 @@ class ClockKeeper:
             raise ClockLockError("%s: no cpuinfo_max_freq" % reader.shown_path(rel))
         if self.how == "max":
             return top
-        offered = [int(f) for f in (reader.text(rel + "/scaling_available_frequencies") or "").split()
-                   if f.isdigit()]
+        listed = reader.text(rel + "/scaling_available_frequencies") or ""
+        offered = [int(f) for f in listed.split() if f.isdigit()]
         low = reader.integer(rel + "/cpuinfo_min_freq") or 0
         fits = [f for f in offered if f <= self.how] if offered else (
             [min(self.how, top)] if self.how >= low else [])
