@@ -375,15 +375,10 @@ def _write(policy: str, name: str, value: str) -> None:
 
 def _restore(state_path: str, policy: str, saved: dict) -> List[str]:
     """Put the saved settings back, then remove the state; error lines (logged).
-    The state stays where a write failed, so the next sweep tries again."""
+    Only what differs is written (a file the lock could not change is not
+    touched); the state stays where a write failed, so the next sweep tries again."""
     errors = []
-    lowest = Reader("/").text(os.path.join(policy, "cpuinfo_min_freq"))
-    for name, value in (("scaling_min_freq", lowest),
-                        ("scaling_max_freq", saved.get("scaling_max_freq")),
-                        ("scaling_min_freq", saved.get("scaling_min_freq")),
-                        ("scaling_governor", saved.get("scaling_governor"))):
-        if value is None:
-            continue
+    for name, value in _restore_writes(policy, saved):
         try:
             _write(policy, name, value)
         except ClockLockError as err:
@@ -395,6 +390,24 @@ def _restore(state_path: str, policy: str, saved: dict) -> List[str]:
     for line in errors:
         log.error("%s", line)
     return errors
+
+
+def _restore_writes(policy: str, saved: dict) -> List[Tuple[str, str]]:
+    """(file, value) to write, in order: the limits through the lowest clock (so
+    a max below the current min is accepted), then the governor."""
+    reader = Reader("/")
+    now = {n: reader.text(os.path.join(policy, n)) for n in WRITTEN}
+    writes = []
+    if any(saved.get(n) is not None and now[n] != saved[n]
+           for n in ("scaling_min_freq", "scaling_max_freq")):
+        lowest = reader.text(os.path.join(policy, "cpuinfo_min_freq"))
+        writes += [("scaling_min_freq", lowest),
+                   ("scaling_max_freq", saved.get("scaling_max_freq")),
+                   ("scaling_min_freq", saved.get("scaling_min_freq"))]
+    if saved.get("scaling_governor") is not None and \
+            now["scaling_governor"] != saved["scaling_governor"]:
+        writes.append(("scaling_governor", saved["scaling_governor"]))
+    return [(n, v) for n, v in writes if v is not None]
 
 
 def _unlink(path: str) -> None:

@@ -155,25 +155,34 @@ def test_daemon_stop_restores_a_session_still_locked(tmp_path):
     del remote
 
 
+def read_only(path):
+    """Writing `path` fails from now on (EROFS), as a driver may refuse a write."""
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a read-only bind mount")
 def test_a_lock_the_board_refuses_leaves_the_session_running_and_says_why(tmp_path):
     board = fixture_board(tmp_path)
     server = start(tmp_path, board)
+    gov = board.policy(0) / "scaling_governor"
     try:
-        cap = board.policy(0) / "scaling_max_freq"
-        cap.unlink()
-        cap.mkdir()              # from now on writing it fails (EISDIR), as a driver may refuse
+        read_only(gov)           # after the start check: the lock itself fails
         remote = connect(server)
         verdict = measure(remote)
-        why = "clock lock failed: cannot read /sys/devices/system/cpu/cpufreq/policy0/" \
-              "scaling_max_freq: Is a directory (EISDIR)"
+        why = "clock lock failed: %s: Read-only file system (EROFS)" % os.path.realpath(gov)
         assert why in verdict["unknown"] and verdict["status"] != "VALID"
-        assert settings(board, 4)["scaling_governor"] == "performance"   # the other one held
         assert why in server.log()
+        assert settings(board, 0) == ORIGINAL                     # left as it was
+        assert not state_file(tmp_path).exists()
+        assert settings(board, 4)["scaling_governor"] == "performance"   # the other one held
+        assert session_pid(remote) > 0                          # the session still serves
         del remote
         gc.collect()
         wait_settings(board, 4, dict(ORIGINAL, scaling_max_freq="1800000"))
         assert server.alive()
     finally:
+        subprocess.run(["umount", str(gov)])
         assert server.stop() == 0
 
 
