@@ -3,9 +3,9 @@
 Thresholds come from one table (verdict.Thresholds' fields): each gets a
 --verdict-* flag with the dataclass default, so the flags, the defaults and
 what a client may override per call never disagree. The daemon also owns the
-clock lock's safety net: it refuses --lock-clocks at start where the clocks
-cannot be written, restores what a SIGKILLed daemon's sessions left locked,
-and restores after every session it reaps.
+clock lock (edge_server.daemon.clock_lock): it refuses --lock-clocks at start
+where the clocks cannot be written, restores what a SIGKILLed daemon left
+locked, locks before each session and restores after it reaps it.
 """
 import argparse
 import dataclasses
@@ -14,8 +14,8 @@ import math
 import os
 from typing import Mapping, Optional
 
-from edge_server.session.clocks import (ClockLockError, check_permitted, parse_lock,
-                                        restore_left_behind)
+from edge_server.daemon.clock_lock import (ClockKeeper, ClockLockError, check_permitted,
+                                           parse_lock, sweep)
 from edge_server.session.timed import MeasureSettings
 from edge_server.session.verdict import Thresholds
 
@@ -104,39 +104,42 @@ def resolved(config) -> MeasureSettings:
 
 
 def at_start(config) -> None:
-    """Before the daemon serves: put back what a killed daemon's sessions left
-    locked, then refuse --lock-clocks (MeasureConfigError) where it cannot work."""
+    """Before the daemon serves: put back what a killed daemon left locked, then
+    refuse --lock-clocks (MeasureConfigError) where it cannot work."""
+    restore_left_behind(config)
     measure = resolved(config)
-    for path, errors in restore_left_behind(measure.clock_dir()):
-        if not errors:
-            log.warning("restored clocks a previous daemon left locked (%s)", path)
     if measure.lock_clocks is not None:
         try:
             check_permitted(measure.root)
         except ClockLockError as err:
             raise MeasureConfigError(str(err)) from None
-        if getattr(config, "sandbox", "off") != "off" and _landlock_abi():
-            raise MeasureConfigError(
-                "--lock-clocks needs --sandbox off for now: under Landlock a session cannot "
-                "create the state files that let the daemon restore the clocks after a crash")
 
 
-def at_stop(config) -> None:
-    """The daemon stops: restore whatever a session whose process is gone left locked."""
+def restore_left_behind(config) -> None:
+    """Restore the clocks a daemon (or slot server) that is gone left locked."""
+    _sweep(resolved(config), "a previous daemon left locked")
+
+
+def clock_keeper(config) -> Optional[ClockKeeper]:
+    """The daemon's clock lock under --lock-clocks, else None."""
     measure = resolved(config)
-    if measure.lock_clocks is not None:
-        for path, errors in restore_left_behind(measure.clock_dir()):
-            if not errors:
-                log.warning("restored clocks at stop (%s)", path)
+    if measure.lock_clocks is None:
+        return None
+    return ClockKeeper(measure.root, measure.clock_dir(), measure.lock_clocks)
 
 
-def after_session(config, pid: int) -> None:
-    """A session process is gone, however it ended: restore what it left locked."""
-    measure = resolved(config)
-    if measure.lock_clocks is not None:
-        for path, errors in restore_left_behind(measure.clock_dir(), owner=pid):
-            if not errors:
-                log.warning("restored clocks session process %d left locked (%s)", pid, path)
+def at_stop(config, keeper: Optional[ClockKeeper]) -> None:
+    """The daemon stops (its sessions reaped): release what it still holds, and
+    restore whatever a daemon that is gone left locked."""
+    if keeper is not None:
+        keeper.release_all()
+        _sweep(resolved(config), "were left locked at stop")
+
+
+def _sweep(measure: MeasureSettings, what: str) -> None:
+    for path, errors in sweep(measure.clock_dir()):
+        if not errors:
+            log.warning("restored clocks %s (%s)", what, path)
 
 
 def board_conditions(root: str, topology: dict) -> dict:
@@ -196,11 +199,6 @@ def _idle_file(measure: MeasureSettings) -> Optional[str]:
                     "each session's own readings", path, err.strerror)
         return None
     return path
-
-
-def _landlock_abi() -> int:
-    from edge_server.session import landlock
-    return landlock.probe()[0]
 
 
 def _listdir(path: str) -> list:

@@ -30,8 +30,9 @@ from edge_common.version import identity
 from edge_server.daemon import forking
 from edge_server.daemon.config import Config, ConfigError, check_default_mode
 from edge_server.daemon.listener import Listener, Peer
-from edge_server.daemon.measure_config import (after_session, at_stop, board_conditions,
-                                               resolved, sandbox_for_verdicts)
+from edge_server.daemon.measure_config import (at_stop, board_conditions, clock_keeper,
+                                               resolved, restore_left_behind,
+                                               sandbox_for_verdicts)
 from edge_server.daemon.notify import Notifier
 from edge_server.daemon.proxy import ProxyIntake
 from edge_server.daemon.signals import SignalFlags
@@ -71,8 +72,9 @@ class Server(SlotEvents):
         self._link: Optional[TrackerRegistration] = None
         self._proxy: Optional[ProxyIntake] = None     # --through-proxy: instead of listening
         self.listener = Listener(config, clock, busy=self._busy, on_ready=self._answer)
+        self.clocks = clock_keeper(config)            # --lock-clocks, else None
         self.slot = Supervisor(config, self._work, self._context, ProcessOps(self._inherited),
-                               self, clock)
+                               self, clock, clocks=self.clocks)
         self._stopping = False
         self._next_ping: Optional[float] = None
 
@@ -108,6 +110,8 @@ class Server(SlotEvents):
     def _start(self) -> None:
         for path in self._work.open():
             log.info("removed stale work dir %s (its daemon died without cleaning up)", path)
+        if self.clocks is not None:   # a restarted slot server: what its predecessor held
+            restore_left_behind(self.config)
         if self.config.through_proxy:
             self._open_proxy()
         else:
@@ -198,7 +202,7 @@ class Server(SlotEvents):
         self._close_intake()
         self.slot.shutdown()
         self._reap()
-        at_stop(self.config)     # clocks of sessions reaped during shutdown
+        at_stop(self.config, self.clocks)     # clocks still held, or left by a dead daemon
         self._work.close()
         self._signals.close()
         log.info("stopped: %d sessions ok, %d failed", self.ok, self.failed)
@@ -332,7 +336,6 @@ class Server(SlotEvents):
 
     def _reap(self) -> None:
         for pid, status in forking.reap(self.slot.children):
-            after_session(self.config, pid)   # clocks it left locked, however it ended
             if not self.slot.child_exited(pid, status):
                 log.info("reaped orphan process %d (%s)", pid, forking.describe_status(status))
 

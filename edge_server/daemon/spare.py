@@ -86,10 +86,12 @@ def tell_prepare(spare: Child) -> None:
     spare.move(State.PREPARING)
 
 
-def hand_off(spare: Child, conn: socket.socket, work_dir: str, peer: str) -> bool:
-    """Pass the client's socket to the spare; False (logged) if it could not take it."""
+def hand_off(spare: Child, conn: socket.socket, work_dir: str, peer: str,
+             clocks=None) -> bool:
+    """Pass the client's socket (and the clocks held for it) to the spare; False
+    (logged) if it could not take it."""
     try:
-        ipc.hand_off(spare.channel, conn, work_dir, peer)
+        ipc.hand_off(spare.channel, conn, work_dir, peer, clocks)
     except OSError as err:
         log.warning("handing %s to the spare session process %d failed: %s; forking one",
                     peer, spare.pid, err.strerror or err)

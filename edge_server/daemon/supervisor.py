@@ -80,8 +80,10 @@ class SlotEvents:
 
 class Supervisor:
     def __init__(self, config: Config, work: WorkRoot, context: Callable[[str, str], object],
-                 ops: ProcessOps, events: SlotEvents, clock: Callable[[], float]):
+                 ops: ProcessOps, events: SlotEvents, clock: Callable[[], float],
+                 clocks=None):
         self.config = config
+        self._clocks = clocks          # a ClockKeeper (--lock-clocks) or None
         self._work = work
         self._context = context        # (work_dir, peer) -> SessionContext
         self._ops = ops
@@ -146,16 +148,17 @@ class Supervisor:
         except OSError as err:
             self.failed += 1
             return "cannot create a work dir in %s: %s" % (self._work.own_dir, err.strerror)
-        ctx = self._context(work_dir, peer)
+        ctx, held = self._hold_clocks(self._context(work_dir, peer))
         conn.setblocking(True)
         now = self._clock()
         self._adopt_spare_dir(work_dir)
-        child, how = self._take_spare(conn, work_dir, peer), "prepared in advance"
+        child, how = self._take_spare(conn, work_dir, peer, held), "prepared in advance"
         if child is None:
             how = "forked"
             try:
                 child = self._fork_session(conn, ctx, now)
             except OSError as err:
+                self._release_clocks(work_dir)
                 remove_tree(work_dir)
                 self.failed += 1
                 return "fork failed: %s" % err.strerror
@@ -171,6 +174,19 @@ class Supervisor:
                         "THREAD_MODE": ctx.default_mode})
         self._events.changed(self)
         return None
+
+    def _hold_clocks(self, ctx):
+        """--lock-clocks: lock every core the session may use before it starts
+        (keyed by its work dir); (the context that tells the session, what is held)."""
+        if self._clocks is None:
+            return ctx, None
+        from edge_server.daemon.clock_lock import session_cpus
+        held = self._clocks.hold(ctx.work_dir, session_cpus(ctx.topology))
+        return dataclasses.replace(ctx, clocks=held), held
+
+    def _release_clocks(self, work_dir: str) -> None:
+        if self._clocks is not None:
+            self._clocks.release(work_dir)
 
     def _session_timeout(self, request: SessionRequest) -> Optional[float]:
         cap = self.config.session_timeout_cap
@@ -193,12 +209,13 @@ class Supervisor:
             return
         spare.work_dir = ""
 
-    def _take_spare(self, conn: socket.socket, work_dir: str, peer: str) -> Optional[Child]:
+    def _take_spare(self, conn: socket.socket, work_dir: str, peer: str,
+                    clocks=None) -> Optional[Child]:
         """The spare, now serving `conn`; None (spare retired if broken) to fork instead."""
         spare, self.spare = self.spare, None
         if spare is None:
             return None
-        if not hand_off(spare, conn, work_dir, peer):
+        if not hand_off(spare, conn, work_dir, peer, clocks):
             self._retire(spare)
             return None
         spare.move(State.SERVING)
@@ -394,6 +411,7 @@ class Supervisor:
         if s.kill_reason and s.kill_reason.startswith("session timeout"):
             self._tell_timeout(s)
         leftover = remove_tree(s.work_dir)
+        self._release_clocks(s.work_dir)   # however it ended: restored if nobody else holds
         if good:
             self.ok += 1
         else:

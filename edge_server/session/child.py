@@ -35,6 +35,7 @@ from edge_common.modes import ModeError, Resolution
 from edge_common.slots import CoSlots
 from edge_common.slots import resolve_mode as resolve   # within the session's slot, if any
 from edge_server.session import sandbox as sandbox_mod
+from edge_server.session.clocks import HeldClocks
 from edge_server.session.pinning import PinningError, ThreadPinner
 from edge_server.session.timed import MeasureSettings, Measurements
 from edge_server.session.toolchain import CannotLink, needs_linking, require_linker
@@ -60,6 +61,7 @@ class SessionContext:
                                            # (edge_server.session.ipc); None: nobody listens
     measure: MeasureSettings = MeasureSettings()  # verdicts, cooldown, --lock-clocks
     sandbox: Optional[sandbox_mod.Plan] = None   # None or mode off: no sandbox
+    clocks: Optional[HeldClocks] = None   # what the daemon holds (--lock-clocks), per client
 
 
 class ThreadModes:
@@ -252,7 +254,7 @@ class PreparedSession:
         self.work = WorkDir(ctx.work_dir, ctx.max_upload_bytes, ctx.max_disk_bytes)
         self.modes.announce(ctx, ModeReporter(ctx.mode_report_fd))
         _log_libraries(ctx, self.libraries)
-        self.measure.start(ctx.peer)
+        self.measure.start(ctx.peer, ctx.clocks)
         _log_sandbox(ctx, self.sandbox)
         try:
             _ffi_api.ServerLoop(conn.fileno())
@@ -261,7 +263,6 @@ class PreparedSession:
                            extra={"PEER": ctx.peer})
             return 1
         finally:
-            self.measure.close()
             try:
                 conn.close()
             except OSError:
@@ -325,7 +326,7 @@ def _check_same_setup(prepared: SessionContext, ctx: SessionContext) -> None:
     """The daemon retires a spare when its settings change; if one slipped
     through, its pool and pinning would be for other settings: refuse."""
     same = dataclasses.replace(ctx, work_dir=prepared.work_dir, peer=prepared.peer,
-                               mode_report_fd=prepared.mode_report_fd)
+                               mode_report_fd=prepared.mode_report_fd, clocks=prepared.clocks)
     if same != prepared:
         changed = [f.name for f in dataclasses.fields(ctx)
                    if getattr(same, f.name) != getattr(prepared, f.name)]

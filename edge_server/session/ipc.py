@@ -4,8 +4,10 @@
    client arrives. It waits on a SOCK_SEQPACKET socketpair for either
    `prepare` (no client is measuring now: build TVM's pool and pin the
    default mode) or the hand-off: one message with the client's socket as
-   SCM_RIGHTS and a JSON object {"work_dir": ..., "peer": ...}. An empty
-   message (the daemon closed its end) means it was retired.
+   SCM_RIGHTS and a JSON object {"work_dir": ..., "peer": ...}, with
+   "clocks" added under --lock-clocks (what the daemon holds for the
+   session: edge_server.session.clocks). An empty message (the daemon closed
+   its end) means it was retired.
 
 2. The mode reports (child -> daemon), below.
 
@@ -30,9 +32,10 @@ import json
 import os
 import re
 import socket
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional
 
 from edge_common.oserror import describe
+from edge_server.session.clocks import HeldClocks, parse_held
 
 MAX_LINE = 300            # "mode " + a mode of at most 256 characters + newline, with room
 MAX_READ_PER_TURN = 16    # reads of 4 KiB: a flooding child cannot hold the daemon's loop
@@ -43,13 +46,23 @@ MAX_HANDOFF = 65536       # bytes of one hand-off message
 HANDOFF_TIMEOUT = 1.0     # s the daemon waits to hand a socket over before forking instead
 
 
-def handoff_message(work_dir: str, peer: str) -> bytes:
-    """The hand-off's JSON part: where the session works and who its client is."""
-    return json.dumps({"work_dir": work_dir, "peer": peer}).encode("utf-8")
+class Handoff(NamedTuple):
+    work_dir: str
+    peer: str
+    clocks: Optional[HeldClocks] = None    # None: no --lock-clocks
 
 
-def parse_handoff(msg: bytes) -> Tuple[str, str]:
-    """handoff_message() -> (work_dir, peer); ValueError naming what is wrong."""
+def handoff_message(work_dir: str, peer: str, clocks: Optional[HeldClocks] = None) -> bytes:
+    """The hand-off's JSON part: where the session works, who its client is, and
+    under --lock-clocks the clocks the daemon holds for it."""
+    info = {"work_dir": work_dir, "peer": peer}
+    if clocks is not None:
+        info["clocks"] = clocks.to_json()
+    return json.dumps(info).encode("utf-8")
+
+
+def parse_handoff(msg: bytes) -> Handoff:
+    """handoff_message() -> Handoff; ValueError naming what is wrong."""
     try:
         info = json.loads(msg.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
@@ -61,13 +74,18 @@ def parse_handoff(msg: bytes) -> Tuple[str, str]:
     if not isinstance(work_dir, str) or not work_dir or not isinstance(peer, str):
         raise ValueError("hand-off message needs a non-empty string work_dir and a string "
                          "peer, got %.100r" % (info,))
-    return work_dir, peer
+    try:
+        clocks = parse_held(info.get("clocks"))
+    except ValueError as err:
+        raise ValueError("hand-off message: %s" % err) from None
+    return Handoff(work_dir, peer, clocks)
 
 
-def hand_off(channel: socket.socket, conn: socket.socket, work_dir: str, peer: str) -> None:
+def hand_off(channel: socket.socket, conn: socket.socket, work_dir: str, peer: str,
+             clocks: Optional[HeldClocks] = None) -> None:
     """Daemon side: pass the client's socket to the spare (OSError if it cannot take it)."""
     channel.settimeout(HANDOFF_TIMEOUT)
-    socket.send_fds(channel, [handoff_message(work_dir, peer)], [conn.fileno()])
+    socket.send_fds(channel, [handoff_message(work_dir, peer, clocks)], [conn.fileno()])
 
 
 def tell_prepare(channel: socket.socket) -> None:

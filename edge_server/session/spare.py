@@ -39,8 +39,9 @@ def spare_main(channel: socket.socket, template: session_mod.SessionContext) -> 
                 pass     # its client came meanwhile: set up below, under the new name
     conn = socket.socket(fileno=fds[0])
     channel.close()
-    work_dir, peer = parse_handoff(msg)
-    ctx = dataclasses.replace(template, work_dir=work_dir, peer=peer)
+    handoff = parse_handoff(msg)
+    ctx = dataclasses.replace(template, work_dir=handoff.work_dir, peer=handoff.peer,
+                              clocks=handoff.clocks)
     if prepared is not None:
         return prepared.serve(conn, ctx)
     return session_mod.run_session(conn, ctx)

@@ -3,8 +3,7 @@
 Remote functions (registered by child.register_functions):
 
 - `edge.measure_begin(thresholds_json)`: just before a timed run (TVM's own
-  time_evaluator, unchanged): lock the clocks if asked, take the before
-  snapshot. thresholds_json: overrides of the daemon's thresholds ("" for none).
+  time_evaluator, unchanged): take the before snapshot. thresholds_json: overrides of the daemon's thresholds ("" for none).
 - `edge.measure_end()`: just after it: the after snapshot and the verdict,
   JSON {"status", "reasons", "unknown", "facts"}. A stock evaluator between
   the two keeps working for every client; the two calls cost two round trips.
@@ -14,8 +13,12 @@ Remote functions (registered by child.register_functions):
   within margin_c of its idle level, at most max_wait_s (negative: the
   daemon's defaults); JSON of what happened.
 
-With --lock-clocks the session's policies are locked at every measure_begin
-(idempotent) and restored when the session ends.
+With --lock-clocks the daemon locked every policy the session may use before
+it handed the client over (edge_server.daemon.clock_lock) and told the
+session the held clocks: the verdict compares against them, and a policy the
+daemon could not lock makes every verdict on it UNKNOWN with the reason. The
+clock check still runs against the top clock there, so a clock that ramped
+is still SUSPECT; UNKNOWN says the lock the operator asked for did not hold.
 """
 import json
 import logging
@@ -25,9 +28,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from edge_common.slots import CoSlots
 from edge_server.board.conditions import ConditionsReader, summary
-from edge_server.session.clocks import ClockLock
+from edge_server.session.clocks import HeldClocks
 from edge_server.session.cooldown import IDLE_FILE, IdleTemps, wait_until_cool
-from edge_server.session.verdict import Thresholds, Verdict, evaluate
+from edge_server.session.verdict import UNKNOWN, VALID, Thresholds, Verdict, evaluate
 
 logger = logging.getLogger("edge_server.session.timed")
 MAX_READERS = 16
@@ -40,7 +43,7 @@ class MeasureSettings:
     thresholds: Thresholds = field(default_factory=Thresholds)
     cooldown_margin_c: float = 3.0
     cooldown_max_wait_s: float = 60.0
-    lock_clocks: Optional[object] = None     # None, "max" or kHz
+    lock_clocks: Optional[object] = None     # None, "max" or kHz (the daemon locks)
     state_dir: Optional[str] = None          # idle temperatures and clock-lock state files
 
     def clock_dir(self) -> str:
@@ -65,8 +68,7 @@ class Measurements:
         self.peer = "(not connected yet)"
         self.idle = IdleTemps(os.path.join(settings.state_dir, IDLE_FILE)
                               if settings.state_dir else None)
-        self.lock = (ClockLock(settings.root, settings.clock_dir(), settings.lock_clocks)
-                     if settings.lock_clocks else None)
+        self.held: Optional[HeldClocks] = None   # what the daemon locked (--lock-clocks)
         self.reader()   # the static discovery now, in the spare, before a client waits
 
     def reader(self) -> ConditionsReader:
@@ -79,9 +81,10 @@ class Measurements:
             self._readers[key] = ConditionsReader(self.settings.root, list(key))
         return self._readers[key]
 
-    def start(self, peer: str) -> None:
-        """At serve(): the board was idle until this client came; note its temperatures."""
-        self.peer = peer
+    def start(self, peer: str, held: Optional[HeldClocks] = None) -> None:
+        """At serve(): the board was idle until this client came; note its temperatures.
+        held: the clocks the daemon locked for this session (--lock-clocks)."""
+        self.peer, self.held = peer, held
         snap = self.reader().snapshot()
         self.idle.record(snap)
         brief = summary(snap)
@@ -91,29 +94,19 @@ class Measurements:
                     ",".join(map(str, snap.cpus)), governors, temps,
                     extra={"PEER": peer, "GOVERNOR": governors, "TEMPS_C": temps})
 
-    def close(self) -> None:
-        """At the session's end: give back locked clocks."""
-        if self.lock is not None:
-            self.lock.restore()
-
     def conditions(self) -> dict:
         snap = self.reader().snapshot()
         return {"summary": summary(snap), "snapshot": snap.to_dict(),
                 "last_verdict": self.last.to_dict() if self.last else None,
                 "slot": self.coslots.facts() if self.coslots else None}
 
-    def _expected(self, reader: ConditionsReader) -> Optional[Dict[str, int]]:
-        if self.lock is None:
-            return None
-        return self.lock.ensure(reader.policy_names())
-
     def begin(self, thresholds_json: str = "") -> None:
-        """Lock the clocks if asked, take the before snapshot; the client runs
-        TVM's own evaluator next and then calls end()."""
+        """Take the before snapshot; the client runs TVM's own evaluator next and
+        then calls end()."""
         thresholds = self.settings.thresholds.with_overrides(
             json.loads(thresholds_json) if thresholds_json else None)
         reader = self.reader()
-        expected = self._expected(reader)
+        expected = self.held.khz if self.held is not None else None
         self._open = (reader, thresholds, expected, reader.snapshot())
 
     def end(self) -> Verdict:
@@ -124,9 +117,19 @@ class Measurements:
         reader, thresholds, expected, before = self._open
         after = reader.snapshot()
         self._open = None
-        self.last = evaluate(before, after, thresholds, expected, self.coslots)
+        self.last = self._lock_failures(
+            evaluate(before, after, thresholds, expected, self.coslots), reader)
         self._log(self.last)
         return self.last
+
+    def _lock_failures(self, verdict: Verdict, reader: ConditionsReader) -> Verdict:
+        """The daemon could not lock a measured policy: not VALID, and why."""
+        failures = self.held.failures_for(reader.policy_names()) if self.held else []
+        if failures:
+            verdict.unknown += failures
+            if verdict.status == VALID:
+                verdict.status = UNKNOWN
+        return verdict
 
     def measured(self, run: Callable[[], object], thresholds_json: str = ""):
         """run() between begin() and end(), in the session (bench/verdict.py)."""

@@ -7,6 +7,8 @@ namespace (the tracker listens on the container's 127.0.0.1), as
         prints the thread state as one JSON line
     python -m tests.support.ct_client hold TRACKER_PORT KEY SECONDS           open a session,
         print "open", keep it SECONDS
+    python -m tests.support.ct_client measure PORT KEY SECONDS    a session straight to
+        the server at 127.0.0.1:PORT: print one verdict as a JSON line, keep it SECONDS
 """
 import json
 import sys
@@ -37,8 +39,19 @@ def hold(port, key, seconds):
     return 0
 
 
+def measure(port, key, seconds):
+    from tvm import rpc
+    remote = rpc.connect("127.0.0.1", port, key)
+    remote.get_function("edge.measure_begin")("")
+    print(remote.get_function("edge.measure_end")(), flush=True)
+    time.sleep(seconds)
+    return 0
+
+
 if __name__ == "__main__":
     cmd, port, key, arg = sys.argv[1:5]
+    if cmd == "measure":
+        sys.exit(measure(int(port), key, float(arg)))
     if cmd == "session":
         sys.exit(session(int(port), key, arg))
     sys.exit(hold(int(port), key, float(arg)))

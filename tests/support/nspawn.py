@@ -57,12 +57,14 @@ class Container:
         self.proc = None
         self.leader = None
 
-    def boot(self, private_network=True, target="edge-test.target"):
+    def boot(self, private_network=True, target="edge-test.target", binds=()):
         """Boot systemd in ROOT into TARGET; its own network namespace (loopback only)
-        unless private_network=False (then it shares this machine's)."""
+        unless private_network=False (then it shares this machine's). binds:
+        "HOST_PATH:CONTAINER_PATH" bind mounts (systemd-nspawn --bind)."""
         self.proc = procs.Proc(
             ["systemd-nspawn", "-D", str(self.root), *(["--private-network"] if private_network
                                                         else []),
+             *["--bind=%s" % b for b in binds],
              "--register=no", "--keep-unit", "--machine=edge-test-%d" % os.getpid(), "--quiet",
              "-b", "systemd.unit=%s" % target], self.log_path)
         deadline = time.time() + 60

@@ -42,6 +42,8 @@ class Ctx:
     work_dir: str
     peer: str
     mode_report_fd: Optional[int] = None
+    topology: dict = dataclasses.field(default_factory=lambda: {"cpus": [{"id": 0}, {"id": 1}]})
+    clocks: Optional[object] = None
 
 
 class Clock:
@@ -318,7 +320,7 @@ def test_the_next_client_is_handed_to_the_spare_with_its_work_dir_and_peer(rig, 
     s = rig.start(peer="10.0.0.7:4242")
     assert s is spare and s.state is State.SERVING and s.channel is None
     msg, fds, _, _ = socket.recv_fds(channel, 65536, 1)
-    assert parse_handoff(msg) == (s.work_dir, "10.0.0.7:4242") and len(fds) == 1
+    assert parse_handoff(msg) == (s.work_dir, "10.0.0.7:4242", None) and len(fds) == 1
     os.close(fds[0])
     assert any("pid %d prepared in advance" % s.pid in r.getMessage() for r in caplog.records)
 
@@ -414,3 +416,58 @@ def _apply(rig: Rig, s: Child, step: str) -> None:
     elif step == "hup":
         rig.sup.retire_spare()
         rig.tick()
+
+
+class FakeKeeper:
+    """The ClockKeeper's interface (--lock-clocks): what was held and released, in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def hold(self, key, cpus):
+        from edge_server.session.clocks import HeldClocks
+        self.calls.append(("hold", key, list(cpus)))
+        return HeldClocks({"policy0": 1416000}, {})
+
+    def release(self, key):
+        self.calls.append(("release", key))
+        return []
+
+
+def test_clocks_are_held_before_the_hand_off_and_released_when_reaped(rig):
+    keeper = FakeKeeper()
+    rig.sup = Supervisor(rig.config, rig.work, rig.context, rig.procs, rig.events, rig.clock,
+                         clocks=keeper)
+    rig.tick()
+    channel = rig.procs.channel[rig.sup.spare.pid]
+    assert channel.recv(100) == PREPARE
+    first = rig.start()
+    msg, fds, _, _ = socket.recv_fds(channel, 65536, 1)
+    os.close(fds[0])
+    assert parse_handoff(msg).clocks.khz == {"policy0": 1416000}     # told in the hand-off
+    assert keeper.calls == [("hold", first.work_dir, [0, 1])]        # every core it may use
+    rig.sup.client_gone(first)
+    rig.procs.say(first.pid, b"end 0\n")
+    rig.sup.read_reports(first)                   # the slot is free before it is reaped...
+    second = rig.start()                          # ...so the next session holds first
+    assert keeper.calls[-1] == ("hold", second.work_dir, [0, 1])
+    rig.sup.child_exited(first.pid, KILLED)
+    assert keeper.calls[-1] == ("release", first.work_dir)   # only the reaped one's key
+    rig.sup.client_gone(second)
+    rig.tick(VANISH_GRACE)
+    rig.sup.child_exited(second.pid, KILLED)
+    assert keeper.calls[-1] == ("release", second.work_dir)
+    assert [c[0] for c in keeper.calls] == ["hold", "hold", "release", "release"]
+
+
+def test_a_failed_fork_releases_the_clocks_it_held(rig):
+    keeper = FakeKeeper()
+    rig.sup = Supervisor(rig.config, rig.work, rig.context, rig.procs, rig.events, rig.clock,
+                         clocks=keeper)
+    rig.procs.fail = OSError(11, "Resource temporarily unavailable")
+    server_end, client_end = socket.socketpair()
+    rig.clients += [server_end, client_end]
+    assert rig.sup.start(server_end, "10.0.0.9:5000", SessionRequest(None, [])).startswith(
+        "fork failed")
+    [(_, key, _)] = keeper.calls[:1]
+    assert keeper.calls == [("hold", key, [0, 1]), ("release", key)]

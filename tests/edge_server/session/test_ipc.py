@@ -10,6 +10,8 @@ import socket
 import pytest
 from hypothesis import given, strategies as st
 
+from edge_server.session.clocks import HeldClocks
+
 from edge_server.session.ipc import (MAX_HANDOFF, MAX_LINE, MAX_READ_PER_TURN, PREPARE,
                                      ModeReporter, ModeReportReader, hand_off,
                                      handoff_message, parse_end, parse_handoff, parse_line,
@@ -154,17 +156,51 @@ def test_end_lines(line, code):
 @given(st.text(min_size=1, max_size=200), st.text(max_size=80))
 def test_handoff_message_round_trips_any_work_dir_and_peer(work_dir, peer):
     msg = handoff_message(work_dir, peer)
-    assert parse_handoff(msg) == (work_dir, peer)
+    assert parse_handoff(msg) == (work_dir, peer, None)     # no --lock-clocks
+
+
+_POLICY = st.text(min_size=1, max_size=12)
+
+
+@given(st.dictionaries(_POLICY, st.integers(1, 2 ** 40), max_size=4),
+       st.dictionaries(_POLICY, st.text(max_size=80), max_size=4))
+def test_handoff_round_trips_the_held_clocks(khz, failed):
+    held = HeldClocks(khz, failed)
+    assert parse_handoff(handoff_message("/w", "a:1", held)) == ("/w", "a:1", held)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda kids: st.lists(kids, max_size=3)
+                     | st.dictionaries(st.sampled_from(["khz", "failed", "policy0", "x"]), kids,
+                                       max_size=3), max_leaves=8)
+
+
+@given(_JSON)
+def test_held_clocks_junk_is_a_value_error_never_a_crash(value):
+    msg = json.dumps({"work_dir": "/w", "peer": "a:1", "clocks": value}).encode()
+    try:
+        clocks = parse_handoff(msg).clocks
+    except ValueError as err:
+        assert str(err).startswith("hand-off message: hand-off clocks")
+    else:
+        assert clocks is None or all(type(v) is int and v > 0 for v in clocks.khz.values())
+
+
+def test_old_handoff_keys_are_unchanged_with_clocks():
+    info = json.loads(handoff_message("/w", "a:1", HeldClocks({"policy0": 1416000}, {})))
+    assert info == {"work_dir": "/w", "peer": "a:1",
+                    "clocks": {"khz": {"policy0": 1416000}, "failed": {}}}
 
 
 @given(st.binary(max_size=300))
 def test_handoff_junk_is_a_value_error_never_a_crash(data):
     try:
-        work_dir, peer = parse_handoff(data)
+        work_dir, peer, clocks = parse_handoff(data)
     except ValueError as err:
         assert "hand-off message" in str(err)
     else:
         assert isinstance(work_dir, str) and work_dir and isinstance(peer, str)
+        assert clocks is None or isinstance(clocks, HeldClocks)
 
 
 @pytest.mark.parametrize("msg, why", [
@@ -173,6 +209,12 @@ def test_handoff_junk_is_a_value_error_never_a_crash(data):
     (json.dumps({"peer": "a:1"}).encode(), "non-empty string work_dir"),
     (json.dumps({"work_dir": "", "peer": "a:1"}).encode(), "non-empty string work_dir"),
     (json.dumps({"work_dir": "/w", "peer": 5}).encode(), "string peer"),
+    (json.dumps({"work_dir": "/w", "peer": "a:1", "clocks": [1]}).encode(),
+     "hand-off message: hand-off clocks must be a JSON object"),
+    (json.dumps({"work_dir": "/w", "peer": "a:1", "clocks": {"khz": {"policy0": "max"}}}
+                ).encode(), "clocks.khz must map policy names to kHz"),
+    (json.dumps({"work_dir": "/w", "peer": "a:1", "clocks": {"failed": {"policy0": 3}}}
+                ).encode(), "clocks.failed must map policy names to reasons"),
 ])
 def test_handoff_errors_say_what_is_wrong(msg, why):
     with pytest.raises(ValueError, match=why):
@@ -187,7 +229,7 @@ def test_prepare_then_the_clients_socket_arrive_in_the_spare():
         hand_off(daemon_end, server, "/run/edge/s1", "10.0.0.9:4000")
         assert spare_end.recv(MAX_HANDOFF) == PREPARE
         msg, fds, _, _ = socket.recv_fds(spare_end, MAX_HANDOFF, 1)
-        assert parse_handoff(msg) == ("/run/edge/s1", "10.0.0.9:4000")
+        assert parse_handoff(msg) == ("/run/edge/s1", "10.0.0.9:4000", None)
         with socket.socket(fileno=fds[0]) as passed:
             passed.sendall(b"hello")           # the very connection the client holds
             assert client.recv(5) == b"hello"
