@@ -6,6 +6,7 @@
 #   sudo deploy/install.sh --tracker 10.0.0.5:9190 --key rk3399     # board, from PyPI
 #   sudo deploy/install.sh --tracker 10.0.0.5:9190 --key rk3399 --wheelhouse DIR  # offline
 #   sudo deploy/install.sh                        # upgrade: keeps /etc/default/edge-server
+#   sudo deploy/install.sh ... --lock-clocks max  # also the rules for edge-server --lock-clocks
 #   sudo deploy/install.sh --role tracker         # host: tvm-tracker.service
 #   sudo deploy/install.sh --uninstall            # stop, disable, remove (keeps settings)
 #   deploy/install.sh --dry-run ...               # print every action, change nothing
@@ -32,7 +33,14 @@ DESTDIR=${DESTDIR:-}
 WHEELHOUSE=
 UNINSTALL=0
 PURGE=0
+LOCK_CLOCKS=
 ENV_FILE=/etc/default/edge-server
+# What --lock-clocks adds (docs/verdicts.md): source under deploy/ -> where it goes.
+CLOCK_FILES=(
+    "tmpfiles.d/edge-server-clocks.conf:/etc/tmpfiles.d/edge-server-clocks.conf"
+    "sysusers.d/edge-server-clocks.conf:/etc/sysusers.d/edge-server-clocks.conf"
+    "edge-server.service.d/lock-clocks.conf:/etc/systemd/system/edge-server.service.d/lock-clocks.conf"
+)
 
 usage() {
     cat <<EOF
@@ -56,6 +64,11 @@ Installs into a virtual environment and sets up a systemd service.
                         ARCH=..." on any machine): no network, no compiler; the
                         systemd module comes from the Debian package in DIR
   --pip-arg ARG         pass ARG to pip install (repeatable), e.g. --pip-arg=--pre
+  --lock-clocks max|KHZ also install what edge-server --lock-clocks needs without
+                        root: group edge-clocks (sysusers.d), group write to each
+                        cpufreq policy's governor and limits (tmpfiles.d), and the
+                        unit drop-in; a new settings file gets --lock-clocks=VALUE
+                        in EXTRA_ARGS (an existing one is left for you to edit)
   --uninstall           stop and disable the service, remove its unit and the
                         environment at --prefix; the settings file stays
   --purge               with --uninstall: remove $ENV_FILE too
@@ -105,6 +118,8 @@ parse_args() {
             --wheelhouse=*) WHEELHOUSE=${1#*=} ;;
             --uninstall) UNINSTALL=1 ;;
             --purge) PURGE=1 ;;
+            --lock-clocks) LOCK_CLOCKS=${2:?--lock-clocks needs max or a frequency in kHz}; shift ;;
+            --lock-clocks=*) LOCK_CLOCKS=${1#--lock-clocks=} ;;
             --pip-arg) PIP_ARGS+=("${2:?--pip-arg needs an argument}"); shift ;;
             --pip-arg=*) PIP_ARGS+=("${1#*=}") ;;
             --destdir) DESTDIR=${2:?--destdir needs a directory}; shift ;;
@@ -144,6 +159,12 @@ validate_args() {
     fi
     if [ -n "$TRACKER" ] && ! valid_tracker "$TRACKER"; then
         die "--tracker '$TRACKER' is not HOST:PORT (e.g. 10.0.0.5:9190, tracker.lan:9190 or [fd00::5]:9190)"
+    fi
+    if [ -n "$LOCK_CLOCKS" ] && ! [[ $LOCK_CLOCKS =~ ^(max|[1-9][0-9]*)$ ]]; then
+        die "--lock-clocks '$LOCK_CLOCKS': use max (performance governor at the top clock) or a frequency in kHz such as 1416000"
+    fi
+    if [ -n "$LOCK_CLOCKS" ] && { [ "$ROLE" = tracker ] || [ "$UNINSTALL" = 1 ]; }; then
+        die "--lock-clocks goes with a board install (--uninstall removes its files anyway)"
     fi
     if [ "$ROLE" = tracker ] && { [ -n "$KEY" ] || [ -n "$TRACKER" ]; }; then
         die "--tracker and --key configure a board; the tracker role has no settings file"
@@ -384,20 +405,57 @@ install_env() {
         if [ -n "$TRACKER$KEY" ]; then
             note "warning: --tracker/--key ignored because $dest exists; edit it, then systemctl restart edge-server"
         fi
+        if [ -n "$LOCK_CLOCKS" ] && ! grep -q -- '^EXTRA_ARGS=.*--lock-clocks' "$dest"; then
+            note "to lock clocks: add --lock-clocks=$LOCK_CLOCKS to EXTRA_ARGS in $dest, then systemctl restart edge-server"
+        fi
         return 0
     fi
     run install -d -m 0755 "$DESTDIR/etc/default"
     local edits=()
     [ -n "$TRACKER" ] && edits+=("TRACKER=$TRACKER")
     [ -n "$KEY" ] && edits+=("KEY=$KEY")
+    [ -n "$LOCK_CLOCKS" ] && edits+=("EXTRA_ARGS+=--lock-clocks=$LOCK_CLOCKS")
     echo "+ install -m 0644 $HERE/edge-server.env $dest${edits[*]+ (with ${edits[*]})}"
     [ "$DRY_RUN" = 1 ] && return 0
     local tmp
     tmp=$(mktemp "$dest.XXXXXX")
     sed -e "${TRACKER:+s|^TRACKER=.*|TRACKER=$TRACKER|}" \
-        -e "${KEY:+s|^KEY=.*|KEY=$KEY|}" "$HERE/edge-server.env" > "$tmp"
+        -e "${KEY:+s|^KEY=.*|KEY=$KEY|}" \
+        -e "${LOCK_CLOCKS:+s|^EXTRA_ARGS=\"\(.*\)\"\$|EXTRA_ARGS=\"\1 --lock-clocks=$LOCK_CLOCKS\"|}" \
+        "$HERE/edge-server.env" > "$tmp"
     chmod 0644 "$tmp"
     mv -f "$tmp" "$dest"
+}
+
+# --lock-clocks: the group, the tmpfiles rule and the drop-in. The drop-in's
+# ExecStartPre applies the rule at each start (a cpufreq module may load
+# after boot); the group is made now where systemd runs, else at next boot.
+install_clock_rules() {
+    local entry src dest
+    for entry in "${CLOCK_FILES[@]}"; do
+        src=$HERE/${entry%%:*}
+        dest=$DESTDIR${entry#*:}
+        run install -d -m 0755 "$(dirname "$dest")"
+        run install -m 0644 "$src" "$dest"
+    done
+    if [ "$SYSTEMCTL" = 1 ] && { [ "$DRY_RUN" = 1 ] || [ -d /run/systemd/system ]; }; then
+        run systemd-sysusers edge-server-clocks.conf
+    else
+        note "group edge-clocks: created by systemd-sysusers at the board's next boot"
+    fi
+}
+
+remove_clock_rules() {
+    local entry dest
+    for entry in "${CLOCK_FILES[@]}"; do
+        dest=$DESTDIR${entry#*:}
+        if [ -e "$dest" ]; then
+            run rm -f "$dest"
+        fi
+    done
+    if [ -d "$DESTDIR/etc/systemd/system/edge-server.service.d" ]; then
+        run rmdir --ignore-fail-on-non-empty "$DESTDIR/etc/systemd/system/edge-server.service.d"
+    fi
 }
 
 start_service() {
@@ -445,6 +503,7 @@ uninstall() {
     if [ -e "$DESTDIR/etc/systemd/system/$unit" ] || [ "$DRY_RUN" = 1 ]; then
         run rm -f "$DESTDIR/etc/systemd/system/$unit"
     fi
+    [ "$ROLE" = board ] && remove_clock_rules
     if [ "$SYSTEMCTL" = 1 ] && { [ "$DRY_RUN" = 1 ] || [ -d /run/systemd/system ]; }; then
         run systemctl daemon-reload
     fi
@@ -480,6 +539,7 @@ main() {
     make_venv
     if [ "$ROLE" = board ]; then
         install_unit edge-server.service
+        [ -n "$LOCK_CLOCKS" ] && install_clock_rules
         install_env
         start_service edge-server.service
     else

@@ -411,3 +411,55 @@ def test_uninstall_leaves_a_prefix_that_is_not_a_venv(tmp_path):
 def test_bad_uninstall_and_wheelhouse_arguments(args, message):
     proc = run_install("--dry-run", *args)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+
+
+CLOCK_FILES = {"etc/tmpfiles.d/edge-server-clocks.conf": "tmpfiles.d/edge-server-clocks.conf",
+               "etc/sysusers.d/edge-server-clocks.conf": "sysusers.d/edge-server-clocks.conf",
+               "etc/systemd/system/edge-server.service.d/lock-clocks.conf":
+               "edge-server.service.d/lock-clocks.conf"}
+
+
+def test_lock_clocks_installs_its_rules_and_the_flag_and_uninstall_removes_them(tmp_path):
+    root = tmp_path / "root"
+    proc = stage(root, *BOARD, "--lock-clocks", "1416000")
+    for dest, src in CLOCK_FILES.items():
+        assert (root / dest).read_text() == (DEPLOY / src).read_text()
+        assert mode_of(root / dest) == 0o644
+    env = (root / "etc/default/edge-server").read_text()
+    assert 'EXTRA_ARGS="--port 9090 --port-end 9199 --lock-clocks=1416000"' in env.splitlines()
+    assert "group edge-clocks: created by systemd-sysusers at the board's next boot" in proc.stdout
+    # a reinstall keeps the (edited) settings and says what to add there
+    (root / "etc/default/edge-server").write_text('TRACKER=h:1\nKEY=k\nEXTRA_ARGS=""\n')
+    again = stage(root, "--lock-clocks=max")
+    assert ("to lock clocks: add --lock-clocks=max to EXTRA_ARGS in %s/etc/default/edge-server"
+            % root) in again.stdout
+    gone = run_install("--uninstall", destdir=root)
+    assert gone.returncode == 0, gone.stderr
+    assert not any((root / dest).exists() for dest in CLOCK_FILES)
+    assert not (root / "etc/systemd/system/edge-server.service.d").exists()
+    assert (root / "etc/tmpfiles.d").is_dir()            # the system's directories stay
+
+
+def test_lock_clocks_dry_run_creates_the_group_where_systemd_runs(tmp_path):
+    proc = run_install("--dry-run", "--prefix", tmp_path / "venv", *BOARD, "--lock-clocks", "max")
+    assert proc.returncode == 0, proc.stderr
+    out = lines(proc)
+    for dest, src in CLOCK_FILES.items():
+        assert "+ install -m 0644 %s/%s /%s" % (DEPLOY, src, dest) in out
+    assert "+ systemd-sysusers edge-server-clocks.conf" in out
+    assert out.index("+ systemd-sysusers edge-server-clocks.conf") < out.index(
+        "+ systemctl daemon-reload")
+    assert "(with TRACKER=tuning-host:9190 KEY=rk3399-lab EXTRA_ARGS+=--lock-clocks=max)" in \
+        proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lock-clocks", "fast"], "--lock-clocks 'fast': use max (performance governor at the "
+                                "top clock) or a frequency in kHz such as 1416000"),
+    (["--lock-clocks", "0"], "--lock-clocks '0': use max"),
+    (["--role", "tracker", "--lock-clocks", "max"], "--lock-clocks goes with a board install"),
+])
+def test_bad_lock_clocks(args, message):
+    base = [] if "--role" in args else list(BOARD)
+    proc = run_install("--dry-run", *base, *args)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
