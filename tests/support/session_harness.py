@@ -77,11 +77,11 @@ def main():
 
 
 def measure_settings(settings):
-    """Verdict settings: "board_root" (conditions read there), "state_dir", "lock_clocks"."""
+    """Verdict settings: "board_root" (conditions read there), "state_dir". Clock locks
+    are the daemon's (tests/edge_server/daemon/test_clock_lock*.py), not a session's."""
     from edge_server.session.timed import MeasureSettings
     return MeasureSettings(root=settings.get("board_root", "/"),
-                           state_dir=settings.get("state_dir"),
-                           lock_clocks=settings.get("lock_clocks"))
+                           state_dir=settings.get("state_dir"))
 
 
 if __name__ == "__main__":
