@@ -45,16 +45,16 @@ N = 256
 
 def neighbour(kind, port, key, lib, seconds) -> int:
     """Work the free slot of `key` in the way `kind` says for `seconds`; one line per
-    session done (the measurer counts them: a condition with none proves nothing)."""
+    session begun (the measurer counts them: a condition with none proves nothing)."""
     end = time.time() + seconds
     while time.time() < end:
+        print(kind, flush=True)
         if kind == "busy":
             busy_session(port, key, lib, min(2.0, max(0.1, end - time.time())))
         elif kind == "crash":
             daemon_kit.misbehaving_session(port, key, lib)
         elif kind == "killed":
             killed_client(port, key, lib)
-        print(kind, flush=True)
     return 0
 
 
@@ -109,7 +109,7 @@ def measure(timer, args, samples) -> list:
 
 
 def stop_neighbour(proc, stack, key) -> int:
-    """Stop the neighbour; the number of sessions it completed while we measured."""
+    """Stop the neighbour; the number of sessions it began while we measured."""
     os.killpg(proc.pid, signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     bl.procs.wait_free(stack.port, key)
@@ -127,7 +127,9 @@ def run(args) -> dict:
         libs = {"kernel": build_matmul(N, {"kind": "llvm", "num-cores": 1}, str(tmp)).path,
                 "segv": daemon_kit.build_misbehaving_lib(tmp, "segv"),
                 "sleep": daemon_kit.build_misbehaving_lib(tmp, "sleep", 60)}
-        start_slots(stack, SPEC)
+        cache = str(Path(tmp) / "calibration")   # calibrated first, given to the slot servers
+        data["calibration"] = calibration(cache)
+        start_slots(stack, SPEC, cache)
         key = KEYS[SPEC]
         remote = rpc.connect_tracker(bl.procs.HOST, stack.port).request(key,
                                                                          session_timeout=0)
@@ -157,7 +159,6 @@ def run(args) -> dict:
             remote.get_function("edge.thread_state")())["pid"] == state["pid"]
         del remote, mod, kargs, timer
         gc.collect()
-    data["calibration"] = calibration()
     summarise(data)
     return data
 
@@ -204,7 +205,7 @@ def render(data) -> str:
         % (SPEC, (data.get("slot") or {}).get("index"),
            format_cpulist(data.get("thread_state") or []), data["n"], data["samples"],
            data["rounds"]), "",
-        bl.table(["neighbour slot", "its sessions meanwhile", "kernel time in the measured slot", "vs idle (per round)"],
+        bl.table(["neighbour slot", "its sessions begun meanwhile", "kernel time in the measured slot", "vs idle (per round)"],
                  rows), "",
     ]
     if cal:
