@@ -113,7 +113,12 @@ def test_metaschedule_measured_stock_and_plugin(quick_run):
     for side in ("stock", "edge"):
         s = d["sides"][side]
         assert s["available"], (side, s.get("why_not"))
-        assert s["trials"] >= 1 and s["failed_trials"] < s["trials"], (side, s["first_error"])
+        assert s["trials"] >= 1, side
+        # Every edge trial may be refused as SUSPECT when the machine is busy (the
+        # verdict is right then: other tasks ran on the measured cores); any other
+        # failure of every trial is a bug.
+        refused = side == "edge" and "SuspectMeasurement" in (s["first_error"] or "")
+        assert s["failed_trials"] < s["trials"] or refused, (side, s["first_error"])
         assert s["hooks_ms"]["f_create_session"]["n"] >= 1, side
     assert d["sides"]["edge"]["create_parts_ms"], "the plugin's record of its sessions"
     assert d["target"]["met"] in (True, False)
