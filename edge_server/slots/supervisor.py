@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from edge_common.cpulist import format_cpulist
+from edge_common.topology import as_topology
 from edge_server.daemon.notify import Notifier
 from edge_server.daemon.forking import describe_status, fork_child, killpg, reap, wait_for
 from edge_server.daemon.server import STOP_CLEANUP_SECONDS
@@ -158,7 +159,8 @@ class SlotsSupervisor:
         from edge_server.slots.slot_server import SlotServer, SupervisorLink
         for handler in logging.getLogger().handlers:
             handler.addFilter(_SlotPrefix(slot.label))
-        confine(slot.cpus)
+        confine(server_cpus(slot.cpus, [s.cpus for s in self.plan.slots],
+                            as_topology(self.topology).usable_cpus()))
         index = slot.index
 
         def probe(root):
@@ -330,8 +332,16 @@ class SlotsSupervisor:
         self._status(self.status_line())
 
 
+def server_cpus(mine, every_slot, usable) -> list:
+    """Where a slot server may run: its slot's cores and the cores no slot
+    measures on (`--slots cpus:0` on a 2-core board leaves cpu1 to the
+    daemon's own work), never another slot's."""
+    taken = {c for cpus in every_slot for c in cpus}
+    return sorted(set(mine) | (set(usable) - taken))
+
+
 def confine(cpus) -> bool:
-    """Keep a slot server (and the sessions it forks) on its slot's cores.
+    """Keep a slot server (and the sessions it forks) off other slots' cores.
 
     Its own work per session (accepting, the hand-off, forking the next spare,
     tearing down a crashed session) would otherwise land on any core, in the

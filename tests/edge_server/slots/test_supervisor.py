@@ -1,9 +1,9 @@
-"""A slot server keeps itself on its slot's cores (edge_server.slots.supervisor.confine)."""
+"""A slot server keeps itself off other slots' cores (edge_server.slots.supervisor)."""
 import logging
 import multiprocessing
 import os
 
-from edge_server.slots.supervisor import confine
+from edge_server.slots.supervisor import confine, server_cpus
 
 
 def _confined_affinity(cpus, queue):
@@ -34,3 +34,9 @@ def test_cores_this_machine_lacks_are_a_warning_not_a_crash(caplog):
     assert sorted(os.sched_getaffinity(0)) == mine          # nothing changed
     [record] = [r for r in caplog.records if "confining" in r.getMessage()]
     assert "cpus 4095" in record.getMessage() and "sched_setaffinity" in record.getMessage()
+
+
+def test_a_slot_server_may_use_its_slot_and_the_cores_no_slot_measures_on():
+    assert server_cpus((0,), [(0,), (1,)], [0, 1]) == [0]
+    assert server_cpus((0,), [(0,)], [0, 1]) == [0, 1]
+    assert server_cpus((4, 5), [(0,), (1,), (4, 5)], list(range(6))) == [2, 3, 4, 5]
