@@ -86,8 +86,8 @@ class ThreadModes:
         remembered: the session still serves, unpinned, and every
         set_thread_mode says why."""
         try:
-            self.pinner = ThreadPinner.create(self.host_cpus)
             mode, cpus = self._default()
+            self.pinner = ThreadPinner.create(self._pool_cpus(cpus))
             self._default_state = self.pinner.apply(mode, cpus)
         except Exception as err:  # noqa: B902 - serve unpinned rather than not at all
             self.setup_error = "%s: %s" % (type(err).__name__, err)
@@ -113,6 +113,19 @@ class ThreadModes:
                     state["mode"], format_cpulist(state["cpus"]),
                     extra=dict(extra, THREAD_MODE=state["mode"]))
         report(state["mode"])
+
+    def _pool_cpus(self, default_cpus) -> List[int]:
+        """The CPUs TVM's pool is built on, one thread each: the slot's cores when the
+        session serves a slot (every mode resolves inside it), else every core this
+        process may use. A pool wider than the slot would start workers on other
+        slots' cores, where each spins in sched_yield (TVM's 300000-round wait for a
+        first task) next to the measurement running there."""
+        slot = self.ctx.topology.get("slot") if isinstance(self.ctx.topology, dict) else None
+        cpus = slot.get("cpus") if isinstance(slot, dict) else None
+        pool = sorted(set(int(c) for c in cpus or ()) & set(self.host_cpus))
+        if not pool or not set(default_cpus) <= set(pool):
+            return self.host_cpus    # no slot, or a fixture whose slot is not this machine
+        return pool
 
     def _default(self):
         res = resolve(self.ctx.topology, self.ctx.default_mode)
