@@ -146,7 +146,7 @@ class Supervisor:
         except OSError as err:
             self.failed += 1
             return "cannot create a work dir in %s: %s" % (self._work.own_dir, err.strerror)
-        ctx = self._context(work_dir, peer)
+        ctx = self._session_context(work_dir, peer)
         conn.setblocking(True)
         now = self._clock()
         self._adopt_spare_dir(work_dir)
@@ -171,6 +171,16 @@ class Supervisor:
                         "THREAD_MODE": ctx.default_mode})
         self._events.changed(self)
         return None
+
+    def _session_context(self, work_dir: str, peer: str):
+        """The settings of the next session process, with what it will resolve first
+        (its default mode, "all") resolved here once, before the fork, instead of in
+        every session (edge_server.session.child.warm_modes)."""
+        ctx = self._context(work_dir, peer)
+        if getattr(ctx, "topology", None) is not None:
+            from edge_server.session.child import warm_modes
+            warm_modes(ctx)
+        return ctx
 
     def _session_timeout(self, request: SessionRequest) -> Optional[float]:
         cap = self.config.session_timeout_cap
@@ -239,7 +249,8 @@ class Supervisor:
                             err.strerror)
                 self.backoff.fork_failed(now)
                 return
-            spare = fork_spare(self._ops.fork, self._context(spare_dir, NOT_CONNECTED), now)
+            spare = fork_spare(self._ops.fork, self._session_context(spare_dir, NOT_CONNECTED),
+                               now)
             if spare is None:
                 remove_tree(spare_dir)
                 self.backoff.fork_failed(now)
