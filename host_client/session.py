@@ -19,7 +19,7 @@ from edge_common.topology import Topology, TopologyError
 from host_client.errors import (CrossCompilerMissing, NotAnEdgeServer, SessionError,
                                 ThreadModeRefused)
 from host_client.link import check_file
-from host_client.tracker import TrackerLink, default_key, parse_tracker
+from host_client.tracker import KEY_RECHECK_AFTER, TrackerLink, default_key, parse_tracker
 
 SET_MODE_FUNC = "edge.set_thread_mode"
 STATE_FUNC = "edge.thread_state"
@@ -172,9 +172,13 @@ def request_session(tracker: Optional[str] = None, key: Optional[str] = None,
     t0 = time.perf_counter()
     with TrackerLink(address, timeout=tracker_timeout) as link:
         t1 = time.perf_counter()
-        if check_key:
+        recheck = None
+        if check_key and link.key_seen(key):
+            recheck = KEY_RECHECK_AFTER   # no summary per session; again only if no board came
+        elif check_key:
             link.check_key(key)
-        host, port, matchkey = link.request(key, priority=priority, wait=wait)
+        host, port, matchkey = link.request(key, priority=priority, wait=wait,
+                                            recheck_after=recheck)
     t2 = time.perf_counter()
     session = open_board(host, port, matchkey, key, session_timeout)
     t3 = time.perf_counter()
