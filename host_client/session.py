@@ -32,7 +32,7 @@ class EdgeSession(rpc.RPCSession):
     Everything RPCSession offers works unchanged (upload, load_module,
     get_function, cpu(), ...). `thread_state` is the board's last answer to
     set_thread_mode/thread_state: {"mode", "cpus", "nthreads", "pid",
-    "threads": [{"tid", "cpus"}], "tvm_num_threads"}.
+    "threads": [{"tid", "cpus"}], "tvm_num_threads", "sandbox", "arch"}.
     """
 
     def __init__(self, sess, address: Tuple[str, int], key: str):
@@ -93,7 +93,12 @@ class EdgeSession(rpc.RPCSession):
 
     def board_arch(self) -> Optional[str]:
         """The arch the board's server can load (topology "arch"); None on a
-        stock server, which announces nothing (uploads are then not checked)."""
+        stock server, which announces nothing (uploads are then not checked).
+        Taken from the thread state when the board put it there (it does in
+        every mode answer), so an upload costs no edge.topology round trip."""
+        if isinstance(self.thread_state, dict) and "arch" in self.thread_state:
+            arch = self.thread_state["arch"]
+            return arch if isinstance(arch, str) and arch else None
         try:
             return self.topology().arch
         except NotAnEdgeServer:

@@ -225,6 +225,9 @@ class PreparedSession:
         self.sandbox = sandbox_mod.apply(ctx.sandbox, ctx.work_dir)
         self.modes = ThreadModes(ctx)
         self.modes.extra["sandbox"] = self.sandbox.state()
+        # what the host checks every upload against: in the mode answer it needs no
+        # edge.topology round trip (and no topology document) per session
+        self.modes.extra["arch"] = ctx.topology.get("arch")
         self.modes.start()
         self.libraries = _load_libraries(ctx)
         self._topology_json: Optional[str] = None
