@@ -114,7 +114,7 @@ def client(tracker_port, key, so_path, count, out, profile=None):
     prof = None
     if profile:
         import cProfile
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.process_time)   # CPU, not wall
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     if prof:
         prof.enable()
