@@ -21,7 +21,9 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench import benchlib as bl
@@ -126,69 +128,133 @@ def client(tracker_port, key, so_path, count, out, profile=None):
     r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     Path(out).write_text(json.dumps({
         "cpu_s": (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime),
-        "wall_s": t1 - t0, "count": count}))
+        "wall_s": t1 - t0, "count": count,
+        "host_client": os.path.dirname(host_client.__file__)}))   # which tree ran
 
 
 # ---------------------------------------------------------------- the run
 
+THIS = "this tree"
+
+
+@contextmanager
+def code_from(tree):
+    """Processes started inside run another checkout's edge_server, host_client and
+    tests.support (`tree`), with this bench package in front (a symlink), so one run
+    can set an older tree beside this one. None: this tree."""
+    if tree is None:
+        yield
+        return
+    shim = tempfile.mkdtemp(prefix="bench-shim-")
+    os.symlink(str(bl.BENCH), os.path.join(shim, "bench"))
+    old, cwd = os.environ.get("PYTHONPATH"), os.getcwd()
+    os.environ["PYTHONPATH"] = shim + os.pathsep + os.path.abspath(tree)
+    os.chdir(shim)               # `python -m` puts the cwd first on sys.path
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def one_round(stack, server, so_path, tmp, args, tree, i) -> dict:
+    """N sessions of one client; CPU per session per process over them."""
+    out = Path(tmp) / ("client-%d-%d.json" % (i, time.time_ns()))
+    argv = [sys.executable, "-m", "bench.slots_cpu", "--client", str(stack.port), KEYS[SPEC],
+            so_path, str(args.sessions), str(out)]
+    if args.profile and tree is None:
+        argv.append(args.profile)
+    with code_from(tree):
+        proc = subprocess.Popen(argv, cwd=None if tree else str(bl.REPO),
+                                start_new_session=True)
+    # the client's warm-up session (imports, first use) is not in the window
+    while proc.poll() is None and not Path(str(out) + ".ready").exists():
+        time.sleep(0.01)
+    time.sleep(SETTLE)           # its warm-up session reaped, the spare prepared
+    before = snapshot(stack.tracker_proc.pid, server.pid)
+    Path(str(out) + ".go").touch()
+    proc.wait()
+    time.sleep(SETTLE)           # the last session reaped
+    after = snapshot(stack.tracker_proc.pid, server.pid)
+    if proc.returncode:
+        raise RuntimeError("client exited %s" % proc.returncode)
+    got = json.loads(out.read_text())
+    per = {name: 1e3 * (after[name] - before.get(name, after[name])) / got["count"]
+           for name in after}
+    per["client (getrusage)"] = 1e3 * got["cpu_s"] / got["count"]
+    return {"per_session_ms": per, "wall_ms": 1e3 * got["wall_s"] / got["count"],
+            "count": got["count"], "code": THIS if tree is None else tree, "round": i,
+            "client_code": got["host_client"], "server_cwd": os.readlink("/proc/%d/cwd"
+                                                                        % server.pid)}
+
+
 def run(args) -> dict:
-    data = {"machine": bl.machine(), "sessions": args.sessions, "rounds": []}
+    trees = [None] + ([args.before] if args.before else [])
+    data = {"machine": bl.machine(), "sessions": args.sessions, "rounds": [],
+            "codes": [THIS] + trees[1:]}
     with bl.workdir(NAME) as tmp, bl.Stack(tmp) as stack:
         from host_client.kernels import build_matmul
         so_path = build_matmul(N, {"kind": "llvm", "num-cores": 1}, str(tmp)).path
-        server = start_slots(stack, SPEC)
-        key = KEYS[SPEC]
-        for i in range(args.rounds):
-            out = Path(tmp) / ("client-%d.json" % i)
-            argv = [sys.executable, "-m", "bench.slots_cpu", "--client", str(stack.port), key,
-                    so_path, str(args.sessions), str(out)]
-            if args.profile:
-                argv.append(args.profile)
-            proc = subprocess.Popen(argv, cwd=str(bl.REPO), start_new_session=True)
-            # the client's warm-up session (imports, first use) is not in the window
-            while proc.poll() is None and not Path(str(out) + ".ready").exists():
-                time.sleep(0.01)
-            time.sleep(SETTLE)           # its warm-up session reaped, the spare prepared
-            before = snapshot(stack.tracker_proc.pid, server.pid)
-            Path(str(out) + ".go").touch()
-            proc.wait()
-            time.sleep(SETTLE)           # the last session reaped
-            after = snapshot(stack.tracker_proc.pid, server.pid)
-            if proc.returncode:
-                raise RuntimeError("client exited %s" % proc.returncode)
-            got = json.loads(out.read_text())
-            per = {name: 1e3 * (after[name] - before.get(name, after[name])) / got["count"]
-                   for name in after}
-            per["client (getrusage)"] = 1e3 * got["cpu_s"] / got["count"]
-            rec = {"per_session_ms": per, "wall_ms": 1e3 * got["wall_s"] / got["count"],
-                   "count": got["count"]}
-            data["rounds"].append(rec)
-            print(json.dumps(rec, indent=1), file=sys.stderr, flush=True)
+        stacks = {}
+        for tree in trees:       # a tracker and an edge-server each, so nothing is shared
+            own = stack if tree is None else bl.Stack(Path(tmp) / ("before-%d" % len(stacks)))
+            if tree is not None:
+                Path(own.workdir).mkdir()
+                own.__enter__()
+            with code_from(tree):
+                stacks[tree] = (own, start_slots(own, SPEC))
+        try:
+            for i in range(args.rounds):
+                order = trees if i % 2 == 0 else trees[::-1]
+                for tree in order:
+                    own, server = stacks[tree]
+                    rec = one_round(own, server, so_path, tmp, args, tree, i)
+                    data["rounds"].append(rec)
+                    print(json.dumps(rec, indent=1), file=sys.stderr, flush=True)
+        finally:
+            for tree, (own, _) in stacks.items():
+                if tree is not None:
+                    own.stop()
     return data
 
 
 def render(data) -> str:
+    codes = data.get("codes") or [THIS]
+    by_code = {c: [r for r in data["rounds"] if r.get("code", THIS) == c] for c in codes}
     names = list(data["rounds"][0]["per_session_ms"])
     rows = []
+
+    def cell(rounds, value):
+        return bl.fmt_spread(bl.summary([value(r) for r in rounds]), " ms")
     for name in names:
-        vals = [r["per_session_ms"][name] for r in data["rounds"]]
-        rows.append([name, bl.fmt_spread(bl.summary(vals), " ms")])
-    total = [sum(r["per_session_ms"].values()) for r in data["rounds"]]
-    wall = [r["wall_ms"] for r in data["rounds"]]
-    rows.append(["**all processes**", bl.fmt_spread(bl.summary(total), " ms")])
-    rows.append(["wall time per session (client)", bl.fmt_spread(bl.summary(wall), " ms")])
+        rows.append([name] + [cell(by_code[c], lambda r: r["per_session_ms"].get(name, 0.0))
+                              for c in codes])
+    rows.append(["**all processes**"] + [cell(by_code[c], lambda r: sum(
+        r["per_session_ms"].values())) for c in codes])
+    rows.append(["wall time per session (client, one at a time)"] +
+                [cell(by_code[c], lambda r: r["wall_ms"]) for c in codes])
+    header = ["process", "ms CPU per session (%s)" % THIS] + [
+        "ms CPU per session (%s)" % c for c in codes[1:]]
     return "\n".join([
         "### CPU per session, per process (`bench/slots_cpu.py`)", "",
         bl.machine_markdown(data["machine"]), "",
         "One client process runs %d complete sessions of bench/slots' kind (request through "
         "the tracker, set_thread_mode(\"all\"), upload the 1-core %d³ matmul .so, load, "
         "time_evaluator(min_repeat_ms=20), close), one at a time, against `edge-server "
-        "--slots cpus:0` on the stock tracker, %d rounds. CPU = utime+stime deltas from "
-        "/proc/PID/stat over the N sessions (session processes and spares: their slot "
-        "server's cutime+cstime once reaped; the client: its getrusage), divided by N. The "
-        "kernel's own ~20 ms of timing runs in the session process."
-        % (data["sessions"], N, len(data["rounds"])), "",
-        bl.table(["process", "ms CPU per session"], rows)])
+        "--slots cpus:0` on the stock tracker, %d rounds%s. CPU = utime+stime deltas from "
+        "/proc/PID/stat over the N sessions (the tracker: TVM's tracker process and the "
+        "server process it forks; session processes and spares: their slot server's "
+        "cutime+cstime once reaped; the client: its getrusage), divided by N. The "
+        "kernel's own timing (min_repeat_ms=20, ~22 ms of CPU) runs in the session "
+        "process; with two slots on 2 cores, sessions/s can be at most 2000 / (all "
+        "processes) per s."
+        % (data["sessions"], N, len(by_code[THIS]),
+           "" if len(codes) == 1 else ", alternating with the same run of %s (its own "
+           "tracker and edge-server)" % ", ".join("`%s`" % c for c in codes[1:])), "",
+        bl.table(header, rows)])
 
 
 def main(argv=None) -> int:
@@ -201,7 +267,10 @@ def main(argv=None) -> int:
     bl.add_common_args(parser)
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--profile", help="write the client's cProfile here")
+    parser.add_argument("--profile", help="write the client's cProfile (CPU time) here")
+    parser.add_argument("--before", metavar="TREE",
+                        help="also measure another checkout (e.g. a worktree of main), "
+                             "rounds alternating, for a before/after table")
     args = parser.parse_args(argv)
     if args.quick:
         args.sessions, args.rounds = 20, 1
