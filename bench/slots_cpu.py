@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,22 @@ def tree_time(pid: int) -> float:
     if times is None:
         return 0.0
     return times[0] + sum(tree_time(child) for child in children_of(pid))
+
+
+def live_tree_cpu(pid: int) -> float:
+    """CPU seconds of pid and its live descendants, each with what it reaped (an
+    edge-server's session processes are in their slot server's cutime)."""
+    times = proc_times(pid)
+    if times is None:
+        return 0.0
+    return sum(times) + sum(live_tree_cpu(child) for child in children_of(pid))
+
+
+def machine_busy() -> float:
+    """CPU seconds every CPU of the machine has been busy (/proc/stat: all but idle
+    and iowait), whoever ran."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / TICK
 
 
 def snapshot(tracker_pid: int, server_pid: int) -> dict:
@@ -135,6 +152,7 @@ def client(tracker_port, key, so_path, count, out, profile=None):
 # ---------------------------------------------------------------- the run
 
 THIS = "this tree"
+_SHIMS = []      # removed when the run ends (its processes import from them until then)
 
 
 @contextmanager
@@ -146,6 +164,7 @@ def code_from(tree):
         yield
         return
     shim = tempfile.mkdtemp(prefix="bench-shim-")
+    _SHIMS.append(shim)
     os.symlink(str(bl.BENCH), os.path.join(shim, "bench"))
     old, cwd = os.environ.get("PYTHONPATH"), os.getcwd()
     os.environ["PYTHONPATH"] = shim + os.pathsep + os.path.abspath(tree)
@@ -191,10 +210,20 @@ def one_round(stack, server, so_path, tmp, args, tree, i) -> dict:
                                                                         % server.pid)}
 
 
+def _commit(tree: str) -> str:
+    """The checkout's HEAD (short), and '+changes' when its files differ from it."""
+    def git(*argv):
+        return subprocess.run(["git", "-C", tree, *argv], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (" +changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def run(args) -> dict:
     trees = [None] + ([args.before] if args.before else [])
     data = {"machine": bl.machine(), "sessions": args.sessions, "rounds": [],
-            "codes": [THIS] + trees[1:]}
+            "codes": [THIS] + trees[1:],
+            "commits": {tree or THIS: _commit(tree or str(bl.REPO)) for tree in trees}}
     with bl.workdir(NAME) as tmp, bl.Stack(tmp) as stack:
         from host_client.kernels import build_matmul
         so_path = build_matmul(N, {"kind": "llvm", "num-cores": 1}, str(tmp)).path
@@ -218,6 +247,8 @@ def run(args) -> dict:
             for tree, (own, _) in stacks.items():
                 if tree is not None:
                     own.stop()
+            while _SHIMS:
+                shutil.rmtree(_SHIMS.pop(), ignore_errors=True)
     return data
 
 
@@ -236,8 +267,9 @@ def render(data) -> str:
         r["per_session_ms"].values())) for c in codes])
     rows.append(["wall time per session (client, one at a time)"] +
                 [cell(by_code[c], lambda r: r["wall_ms"]) for c in codes])
-    header = ["process", "ms CPU per session (%s)" % THIS] + [
-        "ms CPU per session (%s)" % c for c in codes[1:]]
+    commits = data.get("commits") or {}
+    header = ["process"] + ["ms CPU per session (%s%s)" % (
+        c, ", %s" % commits[c] if commits.get(c) else "") for c in codes]
     return "\n".join([
         "### CPU per session, per process (`bench/slots_cpu.py`)", "",
         bl.machine_markdown(data["machine"]), "",
