@@ -21,7 +21,7 @@ from bench import benchlib as bl
 # MetaSchedule, the longest, last.
 SCRIPTS = ["daemon", "sessions", "set_thread_mode", "measurement", "sandbox", "verdict",
            "metaschedule",
-           "slots", "slot_isolation"]
+           "slots", "slot_isolation", "slots_cpu"]
 EXTRA_ARGS = {"sessions": ["--profile"]}
 
 

@@ -106,6 +106,7 @@ def session_client(tracker_port, key, so_path, seconds, out):
     host = [np.random.default_rng(0).uniform(-1, 1, (N, N)).astype("float32")
             for _ in range(3)]
     end = time.time() + seconds
+    cpu0 = time.process_time()
     with open(out, "w") as f:
         while time.time() < end:
             t0 = time.time()
@@ -127,11 +128,23 @@ def session_client(tracker_port, key, so_path, seconds, out):
                                 "cpus": state["cpus"], "pid": state["pid"],
                                 "kernel_ms": cost * 1e3}) + "\n")
             f.flush()
+    Path(out + ".cpu").write_text(str(time.process_time() - cpu0))   # the loop's, no imports
+
+
+def cpu_now(stack) -> dict:
+    """The machine's busy CPU seconds, and the bench's own: its servers' process trees
+    (with what they reaped) and its reaped clients."""
+    from bench.slots_cpu import live_tree_cpu, machine_busy
+    times = os.times()
+    servers = sum(live_tree_cpu(p.pid) for p in stack.procs)
+    return {"machine": machine_busy(), "servers": servers, "wall": time.monotonic(),
+            "bench": servers + times.children_user + times.children_system}
 
 
 def run_sessions(stack, spec, so_path, seconds, tmp):
     clients = spec.count(";") + 1
     procs, outs = [], []
+    cpu0 = cpu_now(stack)
     for i in range(clients):
         out = Path(tmp) / ("sessions-%s-%d-%d.jsonl" % (KEYS[spec], i, time.time_ns()))
         argv = [sys.executable, "-m", "bench.slots", "--client-sessions", str(stack.port),
@@ -148,11 +161,22 @@ def run_sessions(stack, spec, so_path, seconds, tmp):
         if proc.returncode:
             raise RuntimeError("session client exited %s: %s" % (proc.returncode,
                                                                  text.strip()[-600:]))
+    cpu1 = cpu_now(stack)
     records = [json.loads(line) for out in outs for line in out.read_text().splitlines()]
     start = min(r["t0"] for r in records)
     stop = max(r["t1"] for r in records)
+    # how many of the 2 cores the bench had: what ran outside it shares them (other
+    # jobs on a shared machine); the window is the clients' lives, a little longer
+    # than the sessions' (their imports)
+    window = max(1e-9, cpu1["wall"] - cpu0["wall"])
+    other = max(0.0, (cpu1["machine"] - cpu0["machine"]) - (cpu1["bench"] - cpu0["bench"]))
+    loops = sum(float(Path(str(out) + ".cpu").read_text()) for out in outs)
+    per_session = cpu1["servers"] - cpu0["servers"] + loops
     return {"spec": spec, "sessions": len(records), "wall_s": stop - start,
-            "per_s": len(records) / (stop - start), "records": records}
+            "per_s": len(records) / (stop - start), "records": records,
+            "bench_cpu_ms_per_session": 1e3 * per_session / len(records),
+            "other_cores": other / window,
+            "bench_cores": per_session / max(1e-9, stop - start)}
 
 
 # ---------------------------------------------------------------- runner (child process)
@@ -357,6 +381,15 @@ def render(data) -> str:
         % (bl.fmt_spread(t["sessions_ratio"], "x"), TARGET, bl.verdict(t["sessions_met"])),
         "- runner trials/s, two slots / one (per round): %s, target >= %.1fx: **%s**"
         % (bl.fmt_spread(t["runner_ratio"], "x"), TARGET, bl.verdict(t["runner_met"])),
+        "- CPU during the session rounds (/proc/stat; the servers' process trees and the "
+        "clients' session loops): two slots, the bench's processes used %s cores, %s per "
+        "session, while processes outside the bench used %s cores of the 2; one slot: %s "
+        "cores, %s per session, others %s (per process: `bench/slots_cpu.py` below)"
+        % tuple(bl.fmt_spread(bl.summary([r[k] for r in data["sessions"]
+                                          if r["spec"] == spec and k in r]), unit)
+                for spec in (TWO, ONE)
+                for k, unit in (("bench_cores", ""), ("bench_cpu_ms_per_session", " ms"),
+                                ("other_cores", ""))),
         "- pinning read back from the board: %d pairs of sessions overlapped in time, %d of "
         "them shared a core: **%s**; runner sessions of the two slots on disjoint cores: "
         "**%s**; failed trials: %d"

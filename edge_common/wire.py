@@ -144,6 +144,11 @@ def greet(sock: socket.socket, peer: str) -> None:
 def call(sock: socket.socket, message, max_bytes: int = MAX_FRAME_BYTES):
     """Send one message and read one reply on a blocking, greeted socket."""
     sock.sendall(encode(message))
+    return read_reply(sock, max_bytes)
+
+
+def read_reply(sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES):
+    """Read one reply frame on a blocking, greeted socket."""
     size = decode_int(recv_exact(sock, INT32.size))
     if not 0 < size <= max_bytes:
         raise WireError("reply length %d is outside 1..%d bytes" % (size, max_bytes))

@@ -95,9 +95,16 @@ class Board:
 
     @property
     def busy(self) -> Optional[bool]:
-        """Whether a client is in a session on this slot (None: not told)."""
+        """Whether a client is in a session on this slot (None: a whole board, or not
+        told). A slot server says so in `edge_state`, a few bytes per change; older
+        ones re-sent their whole document with slot.busy instead."""
         slot = self.slot
-        return bool(slot["busy"]) if slot and isinstance(slot.get("busy"), bool) else None
+        if not slot:
+            return None
+        state = self.info.get("edge_state")
+        if state in ("free", "busy"):
+            return state == "busy"
+        return bool(slot["busy"]) if isinstance(slot.get("busy"), bool) else None
 
     def describe_slot(self) -> str:
         """'1/2 cpus 1 busy' or '-' for a whole board."""

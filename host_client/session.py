@@ -19,7 +19,7 @@ from edge_common.topology import Topology, TopologyError
 from host_client.errors import (CrossCompilerMissing, NotAnEdgeServer, SessionError,
                                 ThreadModeRefused)
 from host_client.link import check_file
-from host_client.tracker import TrackerLink, default_key, parse_tracker
+from host_client.tracker import KEY_RECHECK_AFTER, TrackerLink, default_key, parse_tracker
 
 SET_MODE_FUNC = "edge.set_thread_mode"
 STATE_FUNC = "edge.thread_state"
@@ -32,7 +32,7 @@ class EdgeSession(rpc.RPCSession):
     Everything RPCSession offers works unchanged (upload, load_module,
     get_function, cpu(), ...). `thread_state` is the board's last answer to
     set_thread_mode/thread_state: {"mode", "cpus", "nthreads", "pid",
-    "threads": [{"tid", "cpus"}], "tvm_num_threads"}.
+    "threads": [{"tid", "cpus"}], "tvm_num_threads", "sandbox", "arch"}.
     """
 
     def __init__(self, sess, address: Tuple[str, int], key: str):
@@ -93,7 +93,12 @@ class EdgeSession(rpc.RPCSession):
 
     def board_arch(self) -> Optional[str]:
         """The arch the board's server can load (topology "arch"); None on a
-        stock server, which announces nothing (uploads are then not checked)."""
+        stock server, which announces nothing (uploads are then not checked).
+        Taken from the thread state when the board put it there (it does in
+        every mode answer), so an upload costs no edge.topology round trip."""
+        if isinstance(self.thread_state, dict) and "arch" in self.thread_state:
+            arch = self.thread_state["arch"]
+            return arch if isinstance(arch, str) and arch else None
         try:
             return self.topology().arch
         except NotAnEdgeServer:
@@ -172,9 +177,13 @@ def request_session(tracker: Optional[str] = None, key: Optional[str] = None,
     t0 = time.perf_counter()
     with TrackerLink(address, timeout=tracker_timeout) as link:
         t1 = time.perf_counter()
-        if check_key:
+        recheck = None
+        if check_key and link.key_seen(key):
+            recheck = KEY_RECHECK_AFTER   # no summary per session; again only if no board came
+        elif check_key:
             link.check_key(key)
-        host, port, matchkey = link.request(key, priority=priority, wait=wait)
+        host, port, matchkey = link.request(key, priority=priority, wait=wait,
+                                            recheck_after=recheck)
     t2 = time.perf_counter()
     session = open_board(host, port, matchkey, key, session_timeout)
     t3 = time.perf_counter()

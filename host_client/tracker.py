@@ -10,8 +10,9 @@ held back by its own Nagle. The framing is edge_common.wire (TVM's protocol,
 without importing TVM, so `edge-client list` starts fast).
 """
 import os
+import select
 import socket
-from typing import Optional, Tuple
+from typing import Optional, Set, Tuple
 
 from edge_common import wire
 from edge_common.address import TRACKER_PORT, Address, AddressError, parse_address
@@ -42,6 +43,15 @@ def default_key(key: Optional[str] = None) -> str:
     if not key:
         raise TrackerError("no device key given: pass key=... (--key KEY) or set TVM_TRACKER_KEY")
     return key
+
+
+# (tracker host, tracker port, key) of every key this process has seen registered
+# or served. connect() checks a key with the tracker's summary (every server's
+# entry, topology documents and all) only the first time; after that it asks for
+# a board at once, and checks again only if no board came within
+# KEY_RECHECK_AFTER seconds, so a key that vanished still ends in KeyUnknown.
+_KEYS_SEEN: Set[Tuple[str, int, str]] = set()
+KEY_RECHECK_AFTER = 1.0
 
 
 class TrackerLink:
@@ -96,14 +106,32 @@ class TrackerLink:
 
     def call(self, message, timeout: Optional[float] = -1.0):
         """Send one message and read one reply; timeout=None waits forever."""
-        self.sock.settimeout(self.timeout if timeout == -1.0 else timeout)
+        self.send(message)
+        return self.reply(timeout)
+
+    def send(self, message) -> None:
+        self._io(lambda: self.sock.sendall(wire.encode(message)), self.timeout)
+
+    def reply(self, timeout: Optional[float] = -1.0):
+        """Read one reply; timeout=None waits forever."""
+        return self._io(lambda: wire.read_reply(self.sock),
+                        self.timeout if timeout == -1.0 else timeout)
+
+    def _io(self, action, timeout: Optional[float]):
+        self.sock.settimeout(timeout)
         try:
-            return wire.call(self.sock, message)
+            return action()
         except socket.timeout:
             raise
         except (OSError, EOFError, ValueError) as err:
             raise TrackerUnreachable("lost the tracker at %s while talking to it: %s"
                                      % (self.address, describe(err))) from None
+
+    def _readable(self, timeout: Optional[float]) -> bool:
+        """Whether a reply starts arriving within `timeout` s (None: wait for it)."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
 
     def summary(self) -> dict:
         """The tracker's {"queue_info": {...}, "server_info": [...]}."""
@@ -122,26 +150,55 @@ class TrackerLink:
         summary = self.summary()
         keys = registered_keys(summary)
         if key not in keys:
+            _KEYS_SEEN.discard(self._seen_entry(key))
             known = ", ".join(sorted(keys)) or "none"
             raise KeyUnknown("no board with key %r on the tracker %s (registered keys: %s)"
                              % (key, self.address, known))
+        _KEYS_SEEN.add(self._seen_entry(key))
 
-    def request(self, key: str, priority: int = 1,
-                wait: Optional[float] = None) -> Tuple[str, int, str]:
+    def key_seen(self, key: str) -> bool:
+        """This process has seen a server of `key` on this tracker (check_key or a
+        request it answered)."""
+        return self._seen_entry(key) in _KEYS_SEEN
+
+    def _seen_entry(self, key: str) -> Tuple[str, int, str]:
+        return (self.address.host, self.address.port, key)
+
+    def request(self, key: str, priority: int = 1, wait: Optional[float] = None,
+                recheck_after: Optional[float] = None) -> Tuple[str, int, str]:
         """Ask for a free server of `key`: (host, port, matchkey).
 
-        wait: seconds to wait for a board to become free (None = forever)."""
+        wait: seconds to wait for a board to become free (None = forever).
+        recheck_after: for a key not checked just before: if no board came within
+        this many seconds, check_key on a second link (KeyUnknown if the key has
+        gone; else keep waiting for the rest of `wait`)."""
+        self.send([TrackerCode.REQUEST, key, "", priority])
+        recheck = recheck_after is not None and (wait is None or wait > recheck_after)
+        first = recheck_after if recheck else wait
+        if not self._readable(first):
+            if not recheck:
+                raise self._busy(key, wait)
+            with TrackerLink(self.address, timeout=self.timeout) as other:
+                other.check_key(key)
+            if not self._readable(None if wait is None else wait - first):
+                raise self._busy(key, wait)
         try:
-            reply = self.call([TrackerCode.REQUEST, key, "", priority], timeout=wait)
+            reply = self.reply()
         except socket.timeout:
-            raise BoardBusy("every board with key %r on the tracker %s stayed busy for %gs; "
-                            "wait for the running sessions to end or raise the wait"
-                            % (key, self.address, wait)) from None
+            raise TrackerUnreachable("tracker %s started a reply to the request for %r but did "
+                                     "not finish it within %gs" % (self.address, key,
+                                                                   self.timeout)) from None
         if not (isinstance(reply, list) and len(reply) == 2 and reply[0] == TrackerCode.SUCCESS):
             raise TrackerError("tracker %s answered the request for %r with %r"
                                % (self.address, key, reply))
+        _KEYS_SEEN.add(self._seen_entry(key))
         host, port, matchkey = reply[1]
         return str(host), int(port), str(matchkey)
+
+    def _busy(self, key: str, wait: Optional[float]) -> BoardBusy:
+        return BoardBusy("every board with key %r on the tracker %s stayed busy for %gs; "
+                         "wait for the running sessions to end or raise the wait"
+                         % (key, self.address, wait))
 
 
 def registered_keys(summary: dict) -> set:

@@ -148,7 +148,7 @@ class Supervisor:
         except OSError as err:
             self.failed += 1
             return "cannot create a work dir in %s: %s" % (self._work.own_dir, err.strerror)
-        ctx, held = self._hold_clocks(self._context(work_dir, peer))
+        ctx, held = self._hold_clocks(self._session_context(work_dir, peer))
         conn.setblocking(True)
         now = self._clock()
         self._adopt_spare_dir(work_dir)
@@ -187,6 +187,16 @@ class Supervisor:
     def _release_clocks(self, work_dir: str) -> None:
         if self._clocks is not None:
             self._clocks.release(work_dir)
+
+    def _session_context(self, work_dir: str, peer: str):
+        """The settings of the next session process, with what it will resolve first
+        (its default mode, "all") resolved here once, before the fork, instead of in
+        every session (edge_server.session.child.warm_modes)."""
+        ctx = self._context(work_dir, peer)
+        if getattr(ctx, "topology", None) is not None:
+            from edge_server.session.child import warm_modes
+            warm_modes(ctx)
+        return ctx
 
     def _session_timeout(self, request: SessionRequest) -> Optional[float]:
         cap = self.config.session_timeout_cap
@@ -256,7 +266,8 @@ class Supervisor:
                             err.strerror)
                 self.backoff.fork_failed(now)
                 return
-            spare = fork_spare(self._ops.fork, self._context(spare_dir, NOT_CONNECTED), now)
+            spare = fork_spare(self._ops.fork, self._session_context(spare_dir, NOT_CONNECTED),
+                               now)
             if spare is None:
                 remove_tree(spare_dir)
                 self.backoff.fork_failed(now)

@@ -44,7 +44,7 @@ from edge_server.session.workdir import WorkDir
 logger = logging.getLogger("edge_server.session.child")
 
 UNPINNED = "unpinned"          # the effective mode reported when the default could not be set
-MAX_REMEMBERED_MODES = 64      # resolutions kept per session (hostile clients send endless ones)
+MAX_REMEMBERED_MODES = 64      # resolutions kept per topology (hostile clients send endless ones)
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,6 @@ class ThreadModes:
         self.report: Callable[[str], None] = lambda mode: None
         self._fallback_from = None      # the fixture resolution this machine lacks
         self._default_state: Optional[dict] = None
-        self._resolved: Dict[str, Resolution] = {}
         self.extra: dict = {}           # more keys of every state (the sandbox's)
 
     def start(self) -> None:
@@ -89,8 +88,8 @@ class ThreadModes:
         remembered: the session still serves, unpinned, and every
         set_thread_mode says why."""
         try:
-            self.pinner = ThreadPinner.create(self.host_cpus)
             mode, cpus = self._default()
+            self.pinner = ThreadPinner.create(self._pool_cpus(cpus))
             self._default_state = self.pinner.apply(mode, cpus)
         except Exception as err:  # noqa: B902 - serve unpinned rather than not at all
             self.setup_error = "%s: %s" % (type(err).__name__, err)
@@ -117,8 +116,21 @@ class ThreadModes:
                     extra=dict(extra, THREAD_MODE=state["mode"]))
         report(state["mode"])
 
+    def _pool_cpus(self, default_cpus) -> List[int]:
+        """The CPUs TVM's pool is built on, one thread each: the slot's cores when the
+        session serves a slot (every mode resolves inside it), else every core this
+        process may use. A pool wider than the slot would start workers on other
+        slots' cores, where each spins in sched_yield (TVM's 300000-round wait for a
+        first task) next to the measurement running there."""
+        slot = self.ctx.topology.get("slot") if isinstance(self.ctx.topology, dict) else None
+        cpus = slot.get("cpus") if isinstance(slot, dict) else None
+        pool = sorted(set(int(c) for c in cpus or ()) & set(self.host_cpus))
+        if not pool or not set(default_cpus) <= set(pool):
+            return self.host_cpus    # no slot, or a fixture whose slot is not this machine
+        return pool
+
     def _default(self):
-        res = resolve(self.ctx.topology, self.ctx.default_mode)
+        res = resolved_mode(self.ctx.topology, self.ctx.default_mode)
         if set(res.cpus) <= set(self.host_cpus) or not self.ctx.fixture_root:
             return res.mode, res.cpus
         # A fixture board's CPUs need not exist here: serve on this machine's
@@ -133,15 +145,10 @@ class ThreadModes:
         return self.pinner
 
     def _resolve(self, mode) -> Resolution:
-        """resolve(), remembered per mode string: the topology cannot change
-        within a session, so a client switching between a few modes pays for
-        each one once."""
-        if isinstance(mode, str) and mode in self._resolved:
-            return self._resolved[mode]
-        res = resolve(self.ctx.topology, mode)
+        """resolve(), remembered per mode string (resolved_mode), then checked
+        against the CPUs this machine has."""
+        res = resolved_mode(self.ctx.topology, mode)
         self._check_exists_here(res.mode, res.cpus)
-        if len(self._resolved) < MAX_REMEMBERED_MODES:
-            self._resolved[mode] = res
         return res
 
     def set_mode(self, mode) -> str:
@@ -175,6 +182,41 @@ class ThreadModes:
         return json.dumps(dict(self._require_pinner().state(), **self.extra))
 
 
+# The last topology document modes were resolved against, and {mode string:
+# Resolution}. The daemon fills it before it forks (warm_modes), so a session
+# process inherits the resolution of its default mode and of "all" and spends
+# nothing on them (each resolve parses the whole document: ~0.7 ms).
+_RESOLVED: Tuple[Optional[dict], Dict[str, Resolution]] = (None, {})
+
+
+def resolved_mode(topology: dict, mode) -> Resolution:
+    """resolve(topology, mode), remembered per mode string for this topology
+    object (the daemon replaces the object, never edits it, on a re-probe). A
+    refusal is not remembered; at most MAX_REMEMBERED_MODES resolutions are,
+    since hostile clients send endless distinct modes."""
+    global _RESOLVED
+    if _RESOLVED[0] is not topology:
+        _RESOLVED = (topology, {})
+    memo = _RESOLVED[1]
+    if isinstance(mode, str) and mode in memo:
+        return memo[mode]
+    res = resolve(topology, mode)
+    if isinstance(mode, str) and len(memo) < MAX_REMEMBERED_MODES:
+        memo[mode] = res
+    return res
+
+
+def warm_modes(ctx: SessionContext) -> None:
+    """In the daemon, before it forks a session process: resolve the default mode
+    and "all" once, so every session process starts with both (see _RESOLVED).
+    A mode that does not resolve is left for the session to report."""
+    for mode in (ctx.default_mode, "all"):
+        try:
+            resolved_mode(ctx.topology, mode)
+        except ModeError:
+            pass
+
+
 class PreparedSession:
     """A session process set up before its client arrived; `serve` runs it."""
 
@@ -186,6 +228,9 @@ class PreparedSession:
         self.sandbox = sandbox_mod.apply(ctx.sandbox, ctx.work_dir)
         self.modes = ThreadModes(ctx)
         self.modes.extra["sandbox"] = self.sandbox.state()
+        # what the host checks every upload against: in the mode answer it needs no
+        # edge.topology round trip (and no topology document) per session
+        self.modes.extra["arch"] = ctx.topology.get("arch")
         self.modes.start()
         self.libraries = _load_libraries(ctx)
         self._topology_json: Optional[str] = None

@@ -3,7 +3,7 @@
 It differs from a whole-board daemon in three places only:
 - its topology document carries `slot` (edge_common.slots), which the session
   child resolves thread modes against, and the tracker shows under edge.slot
-  together with `busy`;
+  (busy/free is the registration's small `edge_state` update, as without slots);
 - it speaks to the supervisor instead of systemd: SupervisorLink sends one
   JSON line per event (ready, status, watchdog, stopping) up a pipe;
 - its session processes must not inherit that pipe (a session runs client
@@ -81,28 +81,11 @@ class SlotServer(Server):
         super().__init__(*args, notifier=link, **kwargs)
         self.link = link
         link.server = self
-        self._told_busy: Optional[bool] = None
 
     @property
     def busy(self) -> bool:
         """A client is in a session on this slot."""
         return self.slot.busy()
-
-    def _edge_info(self) -> dict:
-        info = super()._edge_info()
-        if isinstance(info.get("slot"), dict):
-            info["slot"] = dict(info["slot"], busy=self.busy)
-        return info
-
-    def _update_status(self) -> None:
-        super()._update_status()
-        busy = self.busy
-        if busy != self._told_busy:
-            self._told_busy = busy
-            # the registration is None before run() starts it, and closed while stopping
-            link = self._link
-            if link is not None and link.connected and not self._stopping:
-                link.update_edge(self._edge_info())
 
     def _inherited(self, keep) -> list:
         """What a forked session process closes: the daemon's fds, and the pipe to

@@ -87,6 +87,27 @@ def test_refusal_inside_a_session_keeps_the_session_usable(stack):
         session.release()
 
 
+def test_uploads_are_checked_against_the_arch_of_the_mode_answer(stack, tmp_path):
+    """The arch comes with set_thread_mode's answer: the upload check needs no
+    edge.topology round trip (a topology document per session)."""
+    from host_client.errors import ArchMismatch
+    kernel = build_matmul(16, {"kind": "llvm"}, str(tmp_path))     # x86-64
+    stack.wait_free(RK)
+    session = host_client.connect(stack.tracker, RK, thread_mode="little:1")
+    asked = []
+    lookup = session.get_function
+    session.get_function = lambda name: asked.append(name) or lookup(name)
+    try:
+        assert session.thread_state["arch"] == "aarch64"
+        with pytest.raises(ArchMismatch, match="built for x86-64, board runs aarch64"):
+            session.upload(kernel.path, "mm.so")
+        session.upload(bytearray(b"not an ELF file"), "data.bin")
+        assert "edge.topology" not in asked and asked, asked
+    finally:
+        session.release()
+        del session
+
+
 def test_fixture_board_refuses_more_little_cores_than_it_has(stack):
     stack.wait_free(RK)
     with pytest.raises(ThreadModeRefused) as info:

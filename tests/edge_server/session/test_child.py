@@ -81,6 +81,30 @@ def test_default_mode_can_be_a_subset(tmp_path):
     assert s.close() == 0
 
 
+def test_a_slot_session_builds_its_pool_on_the_slot_only(tmp_path, kernel_so):
+    """In slot 1 of `cpus:0;cpus:1` TVM's pool has one thread (the serving one):
+    a pool as wide as the machine would start a worker on cpu 0, the other slot's
+    core, spinning there while that slot measures. The same mode without a slot
+    keeps the machine-wide pool (one more thread), so any later mode fits."""
+    from edge_common.slots import resolve_slots, slot_topology
+    spec = "cpus:0;cpus:1"
+    slot = resolve_slots(real_topology(), spec)[1]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    inside = Session(tmp_path / "a", topology=slot_topology(real_topology(), slot, 2, spec))
+    whole = Session(tmp_path / "b", default_mode="cpus:1")
+    try:
+        state, other = inside.state(), whole.state()
+        assert (state["cpus"], state["tvm_num_threads"]) == ([1], 1) == \
+            (other["cpus"], other["tvm_num_threads"])
+        assert len(state["threads"]) == len(other["threads"]) - 1, (state, other)
+        outside_layout(state["pid"], [1])
+        assert_session_works(inside, kernel_so)   # a parallel kernel runs on the one thread
+        outside_layout(state["pid"], [1])
+    finally:
+        assert inside.close() == 0 and whole.close() == 0
+
+
 @pytest.mark.parametrize("mode, cpus", [
     ("all", [0, 1]), ("big", [0, 1]), ("little", [0, 1]), ("big:1", [0]), ("big:2", [0, 1]),
     ("little:1", [0]), ("class0", [0, 1]), ("class0:1", [0]), ("cpus:0", [0]),
