@@ -234,7 +234,8 @@ def run(args) -> dict:
                 Path(own.workdir).mkdir()
                 own.__enter__()
             with code_from(tree):
-                stacks[tree] = (own, start_slots(own, SPEC))
+                # no calibration: these sessions time the kernel without a verdict
+                stacks[tree] = (own, start_slots(own, SPEC, str(Path(own.workdir) / "no-cal")))
         try:
             for i in range(args.rounds):
                 order = trees if i % 2 == 0 else trees[::-1]

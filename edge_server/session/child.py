@@ -209,11 +209,12 @@ def resolved_mode(topology: dict, mode) -> Resolution:
 def warm_modes(ctx: SessionContext) -> None:
     """In the daemon, before it forks a session process: resolve the default mode
     and "all" once, so every session process starts with both (see _RESOLVED).
-    A mode that does not resolve is left for the session to report."""
+    A mode that does not resolve, or a document that does not parse, is left for
+    the session to report to its client."""
     for mode in (ctx.default_mode, "all"):
         try:
             resolved_mode(ctx.topology, mode)
-        except ModeError:
+        except (ModeError, ValueError):    # TopologyError is a ValueError
             pass
 
 
