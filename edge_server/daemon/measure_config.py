@@ -14,6 +14,8 @@ import math
 import os
 from typing import Mapping, Optional
 
+from edge_common.topology import as_topology
+from edge_server.board.sysfs import Reader
 from edge_server.daemon.clock_lock import (ClockKeeper, ClockLockError, check_permitted,
                                            parse_lock, sweep)
 from edge_server.session.timed import MeasureSettings
@@ -146,7 +148,7 @@ def board_conditions(root: str, topology: dict) -> dict:
     """Governors, clocks and temperatures of the whole board now, for the
     tracker's edge info (so `edge-client list` shows a hot or ramping board)."""
     from edge_server.board.conditions import ConditionsReader, summary
-    cpus = [c["id"] for c in topology.get("cpus", []) if c.get("online")]
+    cpus = as_topology(topology).usable_cpus()
     try:
         return summary(ConditionsReader(root, cpus).snapshot())
     except OSError as err:      # the registration must not fail for a sensor
@@ -177,7 +179,7 @@ def sandbox_for_verdicts(plan, config):
         reads.append(config.root)
     writes = []
     measure = resolved(config)
-    zones = [n for n in _listdir(os.path.join(measure.root, "sys/class/thermal"))
+    zones = [n for n in Reader(measure.root).listdir("sys/class/thermal")
              if n.startswith("thermal_zone")]
     idle = _idle_file(measure) if zones else None   # no zones: nothing to record
     if idle:
@@ -200,9 +202,3 @@ def _idle_file(measure: MeasureSettings) -> Optional[str]:
         return None
     return path
 
-
-def _listdir(path: str) -> list:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []

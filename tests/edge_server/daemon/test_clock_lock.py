@@ -193,7 +193,8 @@ def test_which_policies_and_cores(board):
     root = str(board.root)
     assert covering(root, [1]) == ["policy0"] and covering(root, [3, 5]) == ["policy0", "policy4"]
     assert covering(root, [9]) == []
-    topo = {"cpus": [{"id": 0, "online": True}, {"id": 1, "online": False}, {"id": 2}]}
+    topo = {"cpus": [{"id": 0, "online": True}, {"id": 1, "online": False}, {"id": 2}],
+            "classes": []}
     assert session_cpus(topo) == [0, 2]
     assert session_cpus(dict(topo, slot={"cpus": [1]})) == [1]
 

@@ -42,7 +42,8 @@ class Ctx:
     work_dir: str
     peer: str
     mode_report_fd: Optional[int] = None
-    topology: dict = dataclasses.field(default_factory=lambda: {"cpus": [{"id": 0}, {"id": 1}]})
+    topology: dict = dataclasses.field(
+        default_factory=lambda: {"cpus": [{"id": 0}, {"id": 1}], "classes": []})
     clocks: Optional[object] = None
 
 
