@@ -313,10 +313,8 @@ class CoSlots:
     def from_topology(cls, topology) -> Optional["CoSlots"]:
         """The co-slots of the slot a topology document carries; None when the
         document has no slot (a whole-board server) or no co-slot."""
-        if isinstance(topology, Topology):
-            topology = topology.to_dict()
-        slot = topology.get("slot") if isinstance(topology, dict) else None
-        if not isinstance(slot, dict):
+        slot = slot_of(topology)
+        if slot is None:
             return None
         others = tuple((int(o["index"]), tuple(int(c) for c in o["cpus"]))
                        for o in slot.get("co_slots") or []
@@ -329,7 +327,7 @@ class CoSlots:
         slowdown = slot.get("slowdown")
         threshold = slot.get("threshold")
         return cls(index=int(slot.get("index", 0)),
-                   cpus=tuple(int(c) for c in slot.get("cpus") or ()), others=others,
+                   cpus=tuple(slot_cpus(topology) or ()), others=others,
                    slowdown=float(slowdown) if _number(slowdown) else None,
                    probes=probes or None,
                    threshold=float(threshold) if _number(threshold) else DEFAULT_THRESHOLD)
@@ -359,15 +357,29 @@ def _slot_hint(topology: dict, cpus: Sequence[int]) -> str:
     return ", ".join(hints)
 
 
+def slot_of(topology) -> Optional[dict]:
+    """The document's `slot` (edge-server --slots); None for a whole board.
+    topology: the document, or a Topology."""
+    slot = topology.slot if isinstance(topology, Topology) else (
+        topology.get("slot") if isinstance(topology, dict) else None)
+    return slot if isinstance(slot, dict) else None
+
+
+def slot_cpus(topology) -> Optional[List[int]]:
+    """The cores of the document's slot, ascending; None for a whole board."""
+    slot = slot_of(topology)
+    return sorted(int(c) for c in slot["cpus"]) if slot and slot.get("cpus") else None
+
+
 def resolve_mode(topology, mode) -> Resolution:
     """modes.resolve, within the slot if the document has one (topology["slot"]).
     topology: the document, or a Topology."""
     if isinstance(topology, Topology):
         topology = topology.to_dict()
-    slot = topology.get("slot") if isinstance(topology, dict) else None
-    if not isinstance(slot, dict) or not slot.get("cpus"):
+    cpus = slot_cpus(topology)
+    if not cpus:
         return resolve(topology, mode)
-    cpus = sorted(int(c) for c in slot["cpus"])
+    slot = slot_of(topology)
     try:
         return resolve(_restricted(topology, cpus), mode)
     except ModeError as inside:

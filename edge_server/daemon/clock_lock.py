@@ -44,6 +44,7 @@ import os
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from edge_common.oserror import describe
+from edge_common.slots import slot_cpus
 from edge_common.topology import as_topology
 from edge_server.board.sysfs import Reader
 from edge_server.session.clocks import HeldClocks
@@ -88,10 +89,7 @@ def covering(root: str, cpus: Sequence[int]) -> List[str]:
 
 def session_cpus(topology: dict) -> List[int]:
     """Every core a session may use: its slot's, else every usable core."""
-    slot = topology.get("slot")
-    if isinstance(slot, dict) and slot.get("cpus"):
-        return list(slot["cpus"])
-    return as_topology(topology).usable_cpus()
+    return slot_cpus(topology) or as_topology(topology).usable_cpus()
 
 
 def check_permitted(root: str, access: Callable[[str, int], bool] = os.access) -> None:

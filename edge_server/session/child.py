@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from edge_common.cpulist import format_cpulist
 from edge_server.session.ipc import ModeReporter
 from edge_common.modes import ModeError, Resolution
-from edge_common.slots import CoSlots
+from edge_common.slots import CoSlots, slot_cpus
 from edge_common.slots import resolve_mode as resolve   # within the session's slot, if any
 from edge_server.session import sandbox as sandbox_mod
 from edge_server.session.clocks import HeldClocks
@@ -122,9 +122,7 @@ class ThreadModes:
         process may use. A pool wider than the slot would start workers on other
         slots' cores, where each spins in sched_yield (TVM's 300000-round wait for a
         first task) next to the measurement running there."""
-        slot = self.ctx.topology.get("slot") if isinstance(self.ctx.topology, dict) else None
-        cpus = slot.get("cpus") if isinstance(slot, dict) else None
-        pool = sorted(set(int(c) for c in cpus or ()) & set(self.host_cpus))
+        pool = sorted(set(slot_cpus(self.ctx.topology) or ()) & set(self.host_cpus))
         if not pool or not set(default_cpus) <= set(pool):
             return self.host_cpus    # no slot, or a fixture whose slot is not this machine
         return pool
