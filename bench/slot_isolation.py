@@ -154,9 +154,9 @@ def run(args) -> dict:
                 print("round %d %-7s median %.3f ms, %d neighbour sessions"
                       % (i, kind, sorted(times)[len(times) // 2], events),
                       file=sys.stderr, flush=True)
-        data["thread_state"] = json.loads(remote.get_function("edge.thread_state")())["cpus"]
-        data["session_pid_kept"] = json.loads(
-            remote.get_function("edge.thread_state")())["pid"] == state["pid"]
+        final = json.loads(remote.get_function("edge.thread_state")())
+        data["thread_state"] = final["cpus"]
+        data["session_pid_kept"] = final["pid"] == state["pid"]
         del remote, mod, kargs, timer
         gc.collect()
     summarise(data)
@@ -205,7 +205,8 @@ def render(data) -> str:
         % (SPEC, (data.get("slot") or {}).get("index"),
            format_cpulist(data.get("thread_state") or []), data["n"], data["samples"],
            data["rounds"]), "",
-        bl.table(["neighbour slot", "its sessions begun meanwhile", "kernel time in the measured slot", "vs idle (per round)"],
+        bl.table(["neighbour slot", "its sessions begun meanwhile",
+                  "kernel time in the measured slot", "vs idle (per round)"],
                  rows), "",
     ]
     if cal:

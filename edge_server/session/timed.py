@@ -3,7 +3,8 @@
 Remote functions (registered by child.register_functions):
 
 - `edge.measure_begin(thresholds_json)`: just before a timed run (TVM's own
-  time_evaluator, unchanged): take the before snapshot. thresholds_json: overrides of the daemon's thresholds ("" for none).
+  time_evaluator, unchanged): take the before snapshot. thresholds_json:
+  overrides of the daemon's thresholds ("" for none).
 - `edge.measure_end()`: just after it: the after snapshot and the verdict,
   JSON {"status", "reasons", "unknown", "facts"}. A stock evaluator between
   the two keeps working for every client; the two calls cost two round trips.
