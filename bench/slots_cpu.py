@@ -27,40 +27,25 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from bench import benchlib as bl
+from edge_server.board.conditions import CLK_TCK as TICK, parse_proc_stat
+from tests.support.daemon_kit import children
 from bench.slots import KEYS, N, start_slots
 
 NAME = "slots_cpu"
 SPEC = "cpus:0"
-TICK = os.sysconf("SC_CLK_TCK")
 SETTLE = 0.5      # s for the slot server to reap a session and prepare its spare
 
 
 def proc_times(pid: int):
     """(own utime+stime, reaped children's cutime+cstime) of pid in seconds, or None."""
     try:
-        text = Path("/proc/%d/stat" % pid).read_text()
-    except OSError:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return None
-    fields = text.rsplit(")", 1)[1].split()
-    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return (utime + stime) / TICK, (cutime + cstime) / TICK
-
-
-def children_of(pid: int):
-    """Direct children of pid (every thread's children file)."""
-    out = []
-    try:
-        tasks = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return out
-    for tid in tasks:
-        try:
-            out += [int(x) for x in Path("/proc/%d/task/%s/children" % (pid, tid))
-                    .read_text().split()]
-        except OSError:
-            pass
-    return out
+    return t.user + t.system, t.children_user + t.children_system
 
 
 def tree_time(pid: int) -> float:
@@ -69,7 +54,7 @@ def tree_time(pid: int) -> float:
     times = proc_times(pid)
     if times is None:
         return 0.0
-    return times[0] + sum(tree_time(child) for child in children_of(pid))
+    return times[0] + sum(tree_time(child) for child in children(pid))
 
 
 def live_tree_cpu(pid: int) -> float:
@@ -78,14 +63,14 @@ def live_tree_cpu(pid: int) -> float:
     times = proc_times(pid)
     if times is None:
         return 0.0
-    return sum(times) + sum(live_tree_cpu(child) for child in children_of(pid))
+    return sum(times) + sum(live_tree_cpu(child) for child in children(pid))
 
 
 def machine_busy() -> float:
     """CPU seconds every CPU of the machine has been busy (/proc/stat: all but idle
-    and iowait), whoever ran."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / TICK
+    and iowait, the verdict's own parser), whoever ran."""
+    ticks = parse_proc_stat(Path("/proc/stat").read_text())
+    return sum(busy for busy, _ in ticks.values()) / TICK
 
 
 def snapshot(tracker_pid: int, server_pid: int) -> dict:
@@ -93,7 +78,7 @@ def snapshot(tracker_pid: int, server_pid: int) -> dict:
     each slot server has reaped (its sessions and spares)."""
     out = {"tracker (stock, with its server process)": tree_time(tracker_pid),
            "edge-server supervisor": proc_times(server_pid)[0]}
-    for i, pid in enumerate(sorted(children_of(server_pid))):
+    for i, pid in enumerate(sorted(children(server_pid))):
         times = proc_times(pid)
         if times is None:
             continue
