@@ -10,7 +10,7 @@ what the measurement verdict judges a busy co-slot by.
 """
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from edge_common.slots import (DEFAULT_THRESHOLD, Slot, SlotError, admit, candidate_specs,
@@ -72,11 +72,15 @@ def check_cache_dir(text: Optional[str], flag: str) -> Optional[str]:
 class SlotPlan:
     spec: str                          # the explicit spec run (auto resolved)
     slots: List[Slot]
-    slowdowns: Dict[int, Optional[float]]   # slot index -> worst measured slowdown
+    probes: Dict[int, Optional[Dict[str, float]]]   # slot index -> slowdown per probe kind
     default_modes: Dict[int, str]      # slot index -> canonical default mode in that slot
     why: str                           # how the layout was chosen, for the log
-    probes: Dict[int, Optional[Dict[str, float]]] = field(default_factory=dict)
     threshold: float = DEFAULT_THRESHOLD    # --slot-threshold, which verdicts hold slots to
+
+    @property
+    def slowdowns(self) -> Dict[int, Optional[float]]:
+        """Slot index -> the worst slowdown over its probe kinds (None: not measured)."""
+        return {i: round(max(p.values()), 4) if p else None for i, p in self.probes.items()}
 
     def topology(self, board: dict, index: int) -> dict:
         """Slot `index`'s document: its cores, calibration and co-slots."""
@@ -109,7 +113,6 @@ def plan_slots(config, topology: dict,
             why += "; calibrated slowdowns from this boot's cache"
     slots = resolve_slots(topology, spec)
     probes = _probe_slowdowns(chosen, slots)
-    slowdowns = {i: round(max(p.values()), 4) if p else None for i, p in probes.items()}
     defaults = {}
     for slot in slots:
         doc = slot_topology(topology, slot, len(slots), spec)
@@ -119,7 +122,7 @@ def plan_slots(config, topology: dict,
             raise SlotError("--default-mode %s cannot be met in every slot: %s; --default-mode "
                             "all means each slot's own cores" % (config.default_mode, err)) \
                 from None
-    return SlotPlan(spec, slots, slowdowns, defaults, why, probes, config.slot_threshold)
+    return SlotPlan(spec, slots, probes, defaults, why, config.slot_threshold)
 
 
 def _cached_result(config, topology: dict, spec: str) -> Optional[dict]:
