@@ -356,8 +356,8 @@ def summarise(data) -> None:
 def ceiling(one_slot_cores) -> dict:
     """The most two slots can give over one in sessions/s on this machine: one slot's
     session stream already keeps `c` cores busy (the client, the tracker, the slot
-    server and the spare work beside the session), so with all 2 cores busy and no
-    slowdown per session from sharing them, two slots / one <= 2 / c."""
+    server and the spare work beside the session), so with all 2 cores busy and the
+    same CPU per session, two slots / one <= 2 / c."""
     return bl.summary([2.0 / c for c in one_slot_cores if c > 0])
 
 
@@ -403,11 +403,12 @@ def render(data) -> str:
         "- the same against one client on the two-slot board (one of its slots serves, the "
         "other idles; its slot server keeps to its own core): %s"
         % bl.fmt_spread(t["sessions_ratio_one_of_two"], "x"),
-        "- ceiling of the sessions/s ratio here: one slot's session stream keeps the cores "
-        "below busy (the client, the tracker, the slot server and the next spare work beside "
-        "the session), so even with all 2 cores busy and no slowdown from sharing them two "
-        "slots give at most 2 / (one slot's cores) = %s over one; 1.8x needs one slot to keep "
-        "at most 1.11 cores busy" % bl.fmt_spread(t["sessions_ceiling"], "x"),
+        "- ceiling of the sessions/s ratio here: two slots / one = (two slots' busy cores / "
+        "one slot's) x (one slot's CPU per session / two slots'); one slot's session stream "
+        "already keeps more than one core busy (the client, the tracker, the slot server and "
+        "the next spare work beside the session, next line), so with all 2 cores busy and "
+        "the same CPU per session two slots give at most 2 / (one slot's cores) = %s; 1.8x "
+        "needs one slot to keep at most 1.11 cores busy" % bl.fmt_spread(t["sessions_ceiling"], "x"),
         "- runner trials/s, two slots / one (per round): %s, target >= %.1fx: **%s**"
         % (bl.fmt_spread(t["runner_ratio"], "x"), TARGET, bl.verdict(t["runner_met"])),
         "- CPU during the session rounds (/proc/stat; the servers' process trees and the "

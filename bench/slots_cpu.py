@@ -30,6 +30,7 @@ from pathlib import Path
 import psutil
 
 from bench import benchlib as bl
+from bench import sched_trace
 from edge_server.board.conditions import CLK_TCK as TICK, parse_proc_stat
 from tests.support.daemon_kit import children
 from bench.slots import KEYS, N, start_slots
@@ -179,7 +180,11 @@ def one_round(stack, server, so_path, tmp, args, tree, i) -> dict:
         time.sleep(0.01)
     time.sleep(SETTLE)           # its warm-up session reaped, the spare prepared
     before = snapshot(stack.tracker_proc.pid, server.pid)
+    known = roles_now(stack.tracker_proc.pid, server.pid, proc.pid)
     Path(str(out) + ".go").touch()
+    trace = None
+    if args.trace and tree is None and i == 0:
+        trace = sched_trace.record(args.trace, str(Path(tmp) / "sched.data"))
     proc.wait()
     time.sleep(SETTLE)           # the last session reaped
     after = snapshot(stack.tracker_proc.pid, server.pid)
@@ -189,10 +194,76 @@ def one_round(stack, server, so_path, tmp, args, tree, i) -> dict:
     per = {name: 1e3 * (after[name] - before.get(name, after[name])) / got["count"]
            for name in after}
     per["client (getrusage)"] = 1e3 * got["cpu_s"] / got["count"]
-    return {"per_session_ms": per, "wall_ms": 1e3 * got["wall_s"] / got["count"],
+    traced = None
+    if args.trace and tree is None and i == 0:
+        traced = (beside_table(trace, known, 1e3 * got["wall_s"] / got["count"])
+                  if trace else {"why_not": "perf is missing or may not trace the scheduler "
+                                            "here (root or kernel.perf_event_paranoid <= -1)"})
+    return {"per_session_ms": per, "trace": traced, "wall_ms": 1e3 * got["wall_s"] / got["count"],
             "count": got["count"], "code": THIS if tree is None else tree, "round": i,
             "client_code": got["host_client"], "server_cwd": os.readlink("/proc/%d/cwd"
                                                                         % server.pid)}
+
+
+SESSION = "session process"
+
+
+def roles_now(tracker_pid: int, server_pid: int, client_pid: int) -> dict:
+    """{tid: role} of every thread of the long-lived processes, as the trace starts;
+    tasks forked later take their parent's role (session processes: their own)."""
+    known = {}
+    slot_servers = sorted(children(server_pid))
+    for role, pids in (("tracker", [tracker_pid] + list(children(tracker_pid))),
+                       ("supervisor", [server_pid]), ("slot server", slot_servers),
+                       ("client", [client_pid])):
+        for pid in pids:
+            for tid in _tasks(pid):
+                known[tid] = role
+    for pid in slot_servers:                 # the spare waiting as the trace starts
+        for child in children(pid):
+            for tid in _tasks(child):
+                known[tid] = SESSION
+    return known
+
+
+def _tasks(pid: int) -> list:
+    try:
+        return [int(t) for t in os.listdir("/proc/%d/task" % pid)]
+    except OSError:
+        return []
+
+
+def beside_table(text: str, known: dict, wall_ms: float) -> dict:
+    """From one trace: per role, ms CPU per session and how much of it ran while the
+    other CPU was busy too; the pairs that ran side by side; the cores one slot kept
+    busy. A slot server's children are session processes (and spares), split by
+    their kernel's stretch."""
+    switches, parents = sched_trace.parse(text)
+    runs = sched_trace.slices(switches)
+    servers = {t for t, r in known.items() if r == "slot server"}
+    sessions = {s.tid for s in runs if known.get(s.tid) == SESSION or (
+        s.tid not in known and parents.get(s.tid) in servers)}
+    kernels = sched_trace.kernel_windows(runs, sessions)
+
+    def role(sl, when):
+        if sl.tid in sessions:
+            if sl.tid not in kernels:
+                return "session process, no kernel (spare)"
+            lo, hi = kernels[sl.tid]
+            return ("session process, before its kernel" if when < lo else
+                    "session process, after its kernel" if when >= hi else
+                    "session process, its kernel")
+        if sched_trace.ancestry(sl.tid, parents, {t: SESSION for t in sessions}):
+            return "session process, other threads"
+        return sched_trace.ancestry(sl.tid, parents, known) or "other"
+    ov = sched_trace.overlap(runs, role, cpus=os.cpu_count() or 1)
+    count = max(1e-9, ov.span * 1e3 / wall_ms)
+    return {"sessions": count, "span_s": ov.span,
+            "cores": sum(ov.busy.values()) / max(1e-9, ov.span),
+            "both_busy_ms": 1e3 * ov.both_busy / count,
+            "busy_ms": {r: 1e3 * v / count for r, v in ov.busy.most_common()},
+            "beside_ms": {r: 1e3 * v / count for r, v in ov.beside.items()},
+            "pairs_ms": [[list(k), 1e3 * v / count] for k, v in ov.pairs.most_common(8)]}
 
 
 def _commit(tree: str) -> str:
@@ -272,7 +343,32 @@ def render(data) -> str:
         % (data["sessions"], N, len(by_code[THIS]),
            "" if len(codes) == 1 else ", alternating with the same run of %s (its own "
            "tracker and edge-server)" % ", ".join("`%s`" % c for c in codes[1:])), "",
-        bl.table(header, rows)])
+        bl.table(header, rows)] + render_trace(data))
+
+
+def render_trace(data) -> list:
+    """The --trace table: who ran beside whom during one round."""
+    traced = [r["trace"] for r in data["rounds"] if r.get("trace")]
+    if not traced:
+        return []
+    t = traced[0]
+    if t.get("why_not"):
+        return ["", "Scheduler trace: %s: %s." % (bl.NOT_AVAILABLE, t["why_not"])]
+    rows = [[role, bl.fmt(ms, " ms"), bl.fmt(t["beside_ms"].get(role, 0.0), " ms")]
+            for role, ms in t["busy_ms"].items()]
+    pairs = "; ".join("%s + %s %s" % (a, b, bl.fmt(ms, " ms")) for (a, b), ms in t["pairs_ms"])
+    return [
+        "", "Scheduler trace of the first round (`--trace`: `perf record -a -e "
+        "sched:sched_switch -e sched:sched_process_fork` for %.3g s, %.0f sessions; "
+        "bench/sched_trace.py): CPU per session by who ran, and how much of it ran while "
+        "the other CPU was busy too. A session process's kernel is the stretch of its "
+        "slices of %g ms or longer." % (t["span_s"], t["sessions"],
+                                         1e3 * sched_trace.KERNEL_SLICE), "",
+        bl.table(["who", "ms CPU per session", "of which beside other work"], rows), "",
+        "- both CPUs busy: %s per session; the session stream kept %.3g cores busy, so two "
+        "one-core slots can give at most 2 / %.3g = %.3gx its sessions/s"
+        % (bl.fmt(t["both_busy_ms"], " ms"), t["cores"], t["cores"], 2 / t["cores"]),
+        "- side by side, per session: %s" % pairs]
 
 
 def main(argv=None) -> int:
@@ -286,6 +382,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", help="write the client's cProfile (CPU time) here")
+    parser.add_argument("--trace", type=float, metavar="SECONDS",
+                        help="during the first round, record the scheduler for SECONDS "
+                             "(perf; root) and say which processes ran beside each other")
     parser.add_argument("--before", metavar="TREE",
                         help="also measure another checkout (e.g. a worktree of main), "
                              "rounds alternating, for a before/after table")
