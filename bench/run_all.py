@@ -21,8 +21,8 @@ from bench import benchlib as bl
 # MetaSchedule, the longest, last.
 SCRIPTS = ["daemon", "sessions", "set_thread_mode", "measurement", "sandbox", "verdict",
            "metaschedule",
-           "slots", "slot_isolation", "slots_cpu"]
-EXTRA_ARGS = {"sessions": ["--profile"]}
+           "slots", "slot_isolation", "slots_cpu", "fork_cost"]
+EXTRA_ARGS = {"sessions": ["--profile"], "slots_cpu": ["--trace", "3"]}
 
 
 def run_script(name, args) -> dict:

@@ -390,7 +390,7 @@ def main(argv=None) -> int:
                              "rounds alternating, for a before/after table")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sessions, args.rounds = 20, 1
+        args.sessions, args.rounds, args.trace = 20, 1, None   # too short to trace
     data = run(args)
     bl.finish(NAME, data, render, args)
     return 0
