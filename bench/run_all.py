@@ -137,11 +137,35 @@ def summary_section(data) -> str:
         else:
             rows.append(["parallel kernel, mode `all` vs stock", "report", bl.NOT_AVAILABLE,
                          "–"])
+    rows += slots_rows(data.get("slots"))
     if not rows:
         return "## Targets\n\nNo benchmark results yet: run `make bench`."
     return "\n".join(["## Targets", "", "Medians of per-round ratios from the sections "
                       "below (same run, same machine).", "",
                       bl.table(["what", "target", "measured", "verdict"], rows)])
+
+
+def slots_rows(sl) -> list:
+    """Issue 14's targets: two one-core slots against one, and the ceiling of the
+    sessions/s ratio (bench/slots.py)."""
+    if not sl:
+        return []
+    t = sl["target"]
+    rows = [_row("MetaSchedule runner trials/s, two one-core slots / one", ">= 1.8x",
+                 bl.fmt(t["runner_ratio"].get("median"), "x"), t["runner_met"]),
+            _row("sessions/s through the tracker, two one-core slots / one", ">= 1.8x",
+                 bl.fmt(t["sessions_ratio"].get("median"), "x"), t["sessions_met"])]
+    if t.get("sessions_ceiling", {}).get("n"):
+        rows.append([" ceiling here: 2 / (cores one slot's session stream keeps busy)",
+                     "report", bl.fmt(t["sessions_ceiling"]["median"], "x"), "–"])
+    if t.get("sessions_ratio_one_of_two", {}).get("n"):
+        rows.append([" against one client on the two-slot board", "report",
+                     bl.fmt(t["sessions_ratio_one_of_two"]["median"], "x"), "–"])
+    rows.append(_row("sessions that overlapped in time never shared a core", "yes",
+                     "%d pairs, %d shared" % (t["overlapping_pairs"],
+                                              t["sessions_sharing_a_core"]),
+                     t["sessions_sharing_a_core"] == 0 and t["overlapping_pairs"] > 0))
+    return rows
 
 
 def time_section(data) -> str:

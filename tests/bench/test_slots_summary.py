@@ -52,3 +52,21 @@ def test_ceiling_is_two_cores_over_one_slots_cores(cores, bound):
 
 def test_ceiling_ignores_rounds_without_cpu_figures():
     assert slots.ceiling([0.0]) == {"n": 0}
+
+
+def test_the_targets_table_carries_both_ratios_and_their_verdicts():
+    from bench import run_all
+    data = _data([_session(slots.ONE, 0, 20.0, cores=1.25), _session(slots.TWO, 0, 33.0),
+                  _session(slots.ONE_OF_TWO, 0, 19.0)])
+    data["runner"] = [{"spec": slots.ONE, "round": 0, "per_s": 5.0, "failed": 0,
+                       "pinning": [["a:1", [0]]]},
+                      {"spec": slots.TWO, "round": 0, "per_s": 9.5, "failed": 0,
+                       "pinning": [["a:1", [0]], ["a:2", [1]]]}]
+    slots.summarise(data)
+    rows = {r[0].strip(): r for r in run_all.slots_rows(data)}
+    runner = rows["MetaSchedule runner trials/s, two one-core slots / one"]
+    sessions = rows["sessions/s through the tracker, two one-core slots / one"]
+    assert (runner[2], runner[3]) == ("1.9x", "met")
+    assert (sessions[2], sessions[3]) == ("1.65x", "NOT met")
+    assert rows["ceiling here: 2 / (cores one slot's session stream keeps busy)"][2] == "1.6x"
+    assert run_all.slots_rows(None) == []
