@@ -359,9 +359,12 @@ def register_functions() -> None:
 
 def preload() -> None:
     """What the daemon does once, before it forks session processes, so each of
-    them starts with it done: register the session functions, and make the
-    argument conversions TVM's pool calls need (see pinning.warm_up)."""
+    them starts with it done: import what they run (the spare's loop, the
+    argument filler's numpy.random), register the session functions, and make
+    the argument conversions TVM's pool calls need (see pinning.warm_up).
+    tests/edge_server/session/test_preload.py checks a session imports nothing."""
     from edge_server.session.pinning import warm_up
+    from edge_server.session import spare  # noqa: F401 (what every spare runs: no import after fork)
     register_functions()
     warm_up()
 
