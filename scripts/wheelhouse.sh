@@ -10,7 +10,7 @@
 # Debian's python3-systemd .deb for that architecture (install.sh unpacks its
 # `systemd` module into the environment: journald and sd_notify without building
 # systemd-python on the board); deploy/ (install.sh, the units, the settings
-# template); wheelhouse.txt (what it was built for) and SHA256SUMS.
+# template, the clock-lock rules); wheelhouse.txt (what it was built for) and SHA256SUMS.
 #
 # Copy DIR to the board and run: sudo DIR/deploy/install.sh --wheelhouse DIR ...
 set -euo pipefail
@@ -148,9 +148,13 @@ download_systemd_deb() {
 }
 
 copy_deploy() {
+    # everything install.sh installs from its own deploy/ dir, the rules that
+    # --lock-clocks adds included (sysusers.d, tmpfiles.d, the unit drop-in)
     mkdir -p "$OUT/deploy"
     cp "$SRC/deploy/install.sh" "$SRC/deploy/edge-server.service" "$SRC/deploy/edge-server.env" \
         "$SRC/deploy/tvm-tracker.service" "$OUT/deploy/"
+    cp -R "$SRC/deploy/sysusers.d" "$SRC/deploy/tmpfiles.d" "$SRC/deploy/edge-server.service.d" \
+        "$OUT/deploy/"
 }
 
 write_manifest() {

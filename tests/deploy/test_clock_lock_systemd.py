@@ -24,20 +24,18 @@ import json
 import re
 import shutil
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.deploy_kit import CLOCKS as ORIGINAL, CPUFREQ, fake_cpufreq, mount_cpufreq
+from tests.support.deploy_kit import clock_settings as settings
 from tests.support.nspawn import Container, overlay_root, prerequisites
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-CPUFREQ = "/sys/devices/system/cpu/cpufreq"
 PORT, KEY = 9091, "ct-lock"
-ORIGINAL = {"scaling_governor": "schedutil", "scaling_min_freq": "408000",
-            "scaling_max_freq": "1416000"}
 TARGET = """[Unit]
 Description=edge-server clock-lock test boot
 Requires=basic.target
@@ -46,28 +44,6 @@ AllowIsolate=yes
 """
 
 pytestmark = pytest.mark.skipif(bool(prerequisites()), reason="needs %s" % prerequisites())
-
-
-def fake_cpufreq() -> Path:
-    """policy0 for cpus 0-1 (this machine's), as a kernel's cpufreq would show it."""
-    tree = Path(tempfile.mkdtemp(prefix="edge-cpufreq-", dir="/var/tmp"))
-    files = {"related_cpus": "0 1 \n", "affected_cpus": "0 1 \n",
-             "cpuinfo_max_freq": "1416000\n", "cpuinfo_min_freq": "408000\n",
-             "scaling_cur_freq": "1008000\n",
-             "scaling_available_frequencies": "408000 816000 1008000 1416000 \n",
-             "scaling_available_governors": "performance schedutil powersave\n"}
-    files.update({k: v + "\n" for k, v in ORIGINAL.items()})
-    (tree / "policy0").mkdir()
-    tree.chmod(0o755)
-    for name, text in files.items():
-        path = tree / "policy0" / name
-        path.write_text(text)
-        path.chmod(0o644)
-    return tree
-
-
-def settings(tree: Path) -> dict:
-    return {n: (tree / "policy0" / n).read_text().strip() for n in ORIGINAL}
 
 
 def install(root: Path) -> None:
@@ -115,7 +91,7 @@ def test_lock_clocks_under_the_hardened_unit(tmp_path):
             ct = Container(base, root)
             try:
                 ct.boot(binds=["%s:/run/fake-cpufreq" % tree])
-                ct.run("mount", "--bind", "/run/fake-cpufreq", CPUFREQ)
+                mount_cpufreq(ct)
                 assert ct.run("ls", CPUFREQ).split() == ["policy0"]
                 ct.run("systemctl", "start", "--no-block", "edge-server")
                 wait(lambda: ct.show("edge-server", "ActiveState") == "active", 120,

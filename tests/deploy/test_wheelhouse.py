@@ -40,14 +40,20 @@ def test_wheelhouse_holds_every_requirement_the_project_and_systemd(x86_wheelhou
 
 
 def test_offline_install_from_the_wheelhouse(x86_wheelhouse, tmp_path):
-    """No network at all (unshare -n), the wheelhouse's own install.sh, an IPv6 tracker."""
+    """No network at all (unshare -n), the wheelhouse's own install.sh, an IPv6 tracker,
+    and the clock-lock rules, which must travel in the wheelhouse too."""
     root = tmp_path / "root"
     proc = subprocess.run(
         ["unshare", "-n", "bash", str(x86_wheelhouse / "deploy/install.sh"), "--wheelhouse",
          str(x86_wheelhouse), "--tracker", "[::1]:9190", "--key", "rk3399", "--destdir",
-         str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900,
+         str(root), "--lock-clocks", "max"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, timeout=900,
         cwd="/", env={k: v for k, v in os.environ.items() if not k.startswith("PIP_")})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for rule in ("etc/sysusers.d/edge-server-clocks.conf", "etc/tmpfiles.d/edge-server-clocks.conf",
+                 "etc/systemd/system/edge-server.service.d/lock-clocks.conf"):
+        assert (root / rule).is_file(), rule
+    assert "--lock-clocks=max" in (root / "etc/default/edge-server").read_text()
     assert "--no-index --find-links %s tvm-edge-rpc==" % x86_wheelhouse in proc.stdout
     assert "+ unpack python3-systemd_" in proc.stdout
     python = root / "opt/edge-server/bin/python"

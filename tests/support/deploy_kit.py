@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,3 +96,41 @@ def add_os_files(root):
             (root / target.parent.relative_to("/")).mkdir(parents=True, exist_ok=True)
             shutil.copy2(target, root / target.relative_to("/"))
 
+
+# ---------------------------------------------------------------- a fake cpufreq for containers
+
+CPUFREQ = "/sys/devices/system/cpu/cpufreq"
+CLOCKS = {"scaling_governor": "schedutil", "scaling_min_freq": "408000",
+          "scaling_max_freq": "1416000"}
+
+
+def fake_cpufreq() -> Path:
+    """policy0 for cpus 0-1 (this machine's), as a kernel's cpufreq would show it,
+    settings CLOCKS. Under /var/tmp: nspawn binds it into a container (the caller
+    removes it)."""
+    tree = Path(tempfile.mkdtemp(prefix="edge-cpufreq-", dir="/var/tmp"))
+    files = {"related_cpus": "0 1 \n", "affected_cpus": "0 1 \n",
+             "cpuinfo_max_freq": "1416000\n", "cpuinfo_min_freq": "408000\n",
+             "scaling_cur_freq": "1008000\n",
+             "scaling_available_frequencies": "408000 816000 1008000 1416000 \n",
+             "scaling_available_governors": "performance schedutil powersave\n"}
+    files.update({k: v + "\n" for k, v in CLOCKS.items()})
+    (tree / "policy0").mkdir()
+    tree.chmod(0o755)
+    for name, text in files.items():
+        path = tree / "policy0" / name
+        path.write_text(text)
+        path.chmod(0o644)
+    return tree
+
+
+def clock_settings(tree: Path) -> dict:
+    """The lockable settings of the fake tree's policy0, as files say now."""
+    return {n: (tree / "policy0" / n).read_text().strip() for n in CLOCKS}
+
+
+def mount_cpufreq(ct) -> None:
+    """Inside a container booted with the tree bound at /run/fake-cpufreq: put it over
+    the cpufreq dir. nspawn --bind cannot place it there (it mounts /sys/devices
+    after its custom binds, which hides them)."""
+    ct.run("mount", "--bind", "/run/fake-cpufreq", CPUFREQ)
