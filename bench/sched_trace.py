@@ -47,7 +47,7 @@ class Overlap:
     span: float = 0.0                       # s from the first to the last event
     both_busy: float = 0.0                  # s every CPU was busy
     busy: Counter = field(default_factory=Counter)     # role -> s on a CPU
-    beside: Counter = field(default_factory=Counter)   # role -> s of that while another CPU was busy
+    beside: Counter = field(default_factory=Counter)   # role -> s of it, every other CPU busy
     pairs: Counter = field(default_factory=Counter)    # (role, role) sorted -> s side by side
 
 

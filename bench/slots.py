@@ -39,13 +39,13 @@ from edge_common.cpulist import format_cpulist
 NAME = "slots"
 TWO, ONE = "cpus:0;cpus:1", "cpus:0"
 KEYS = {ONE: "bench-slots-one", TWO: "bench-slots-two"}
-LABELS = {ONE: "one slot (`--slots cpus:0`)", TWO: "two slots (`--slots \"cpus:0;cpus:1\"`)"}
 # The other reading of "one slot": one client on the two-slot board, so one of its
 # slots serves and the other idles. Its slot server keeps to its own core (no core
 # is unslotted there), while `--slots cpus:0` leaves cpu1 to its housekeeping.
 ONE_OF_TWO = "one-of-two"
+LABELS = {ONE: "one slot (`--slots cpus:0`)", TWO: "two slots (`--slots \"cpus:0;cpus:1\"`)",
+          ONE_OF_TWO: "one client on the two-slot board"}
 SESSION_ROWS = ((ONE, KEYS[ONE], 1), (TWO, KEYS[TWO], 2), (ONE_OF_TWO, KEYS[TWO], 1))
-LABELS[ONE_OF_TWO] = "one client on the two-slot board"
 TARGET = 1.8
 N = 128
 # Two slots measure next to each other on purpose here, and this VM's calibrated
@@ -379,7 +379,8 @@ def render(data) -> str:
         bl.machine_markdown(data["machine"]), "",
         "One edge-server with `--slots cpus:0` and one with `--slots \"cpus:0;cpus:1\"` on the "
         "same stock tracker, used in alternating rounds (%d). Sessions: 1 or 2 client "
-        "processes (and, as a third row, 1 client on the two-slot board), %g s each per round, each session = request through the tracker, "
+        "processes (and, as a third row, 1 client on the two-slot board), %g s each per "
+        "round, each session = request through the tracker, "
         "set_thread_mode(\"all\") (the slot's core), upload a 1-core %d³ float32 matmul, load, "
         "time_evaluator(number=1, repeat=1, min_repeat_ms=20), close. Runner: "
         "`host_client.edge_runner` (max_workers=1, or parallel=True = one worker per slot) "
@@ -407,8 +408,9 @@ def render(data) -> str:
         "one slot's) x (one slot's CPU per session / two slots'); one slot's session stream "
         "already keeps more than one core busy (the client, the tracker, the slot server and "
         "the next spare work beside the session, next line), so with all 2 cores busy and "
-        "the same CPU per session two slots give at most 2 / (one slot's cores) = %s; 1.8x "
-        "needs one slot to keep at most 1.11 cores busy" % bl.fmt_spread(t["sessions_ceiling"], "x"),
+        "the same CPU per session two slots give at most 2 / (one slot's cores) = %s; %.1fx "
+        "needs one slot to keep at most %.2f cores busy"
+        % (bl.fmt_spread(t["sessions_ceiling"], "x"), TARGET, 2 / TARGET),
         "- runner trials/s, two slots / one (per round): %s, target >= %.1fx: **%s**"
         % (bl.fmt_spread(t["runner_ratio"], "x"), TARGET, bl.verdict(t["runner_met"])),
         "- CPU during the session rounds (/proc/stat; the servers' process trees and the "

@@ -182,9 +182,8 @@ def one_round(stack, server, so_path, tmp, args, tree, i) -> dict:
     before = snapshot(stack.tracker_proc.pid, server.pid)
     known = roles_now(stack.tracker_proc.pid, server.pid, proc.pid)
     Path(str(out) + ".go").touch()
-    trace = None
-    if args.trace and tree is None and i == 0:
-        trace = sched_trace.record(args.trace, str(Path(tmp) / "sched.data"))
+    tracing = bool(args.trace) and tree is None and i == 0   # the first round of this tree
+    trace = sched_trace.record(args.trace, str(Path(tmp) / "sched.data")) if tracing else None
     proc.wait()
     time.sleep(SETTLE)           # the last session reaped
     after = snapshot(stack.tracker_proc.pid, server.pid)
@@ -195,11 +194,12 @@ def one_round(stack, server, so_path, tmp, args, tree, i) -> dict:
            for name in after}
     per["client (getrusage)"] = 1e3 * got["cpu_s"] / got["count"]
     traced = None
-    if args.trace and tree is None and i == 0:
+    if tracing:
         traced = (beside_table(trace, known, 1e3 * got["wall_s"] / got["count"])
                   if trace else {"why_not": "perf is missing or may not trace the scheduler "
                                             "here (root or kernel.perf_event_paranoid <= -1)"})
-    return {"per_session_ms": per, "trace": traced, "wall_ms": 1e3 * got["wall_s"] / got["count"],
+    return {"per_session_ms": per, "trace": traced,
+            "wall_ms": 1e3 * got["wall_s"] / got["count"],
             "count": got["count"], "code": THIS if tree is None else tree, "round": i,
             "client_code": got["host_client"], "server_cwd": os.readlink("/proc/%d/cwd"
                                                                         % server.pid)}
@@ -227,9 +227,10 @@ def roles_now(tracker_pid: int, server_pid: int, client_pid: int) -> dict:
 
 
 def _tasks(pid: int) -> list:
+    """Thread ids of pid; none if it is gone."""
     try:
-        return [int(t) for t in os.listdir("/proc/%d/task" % pid)]
-    except OSError:
+        return [t.id for t in psutil.Process(pid).threads()]
+    except psutil.Error:
         return []
 
 
@@ -244,6 +245,7 @@ def beside_table(text: str, known: dict, wall_ms: float) -> dict:
     sessions = {s.tid for s in runs if known.get(s.tid) == SESSION or (
         s.tid not in known and parents.get(s.tid) in servers)}
     kernels = sched_trace.kernel_windows(runs, sessions)
+    in_session = {t: SESSION for t in sessions}      # threads a session process started
 
     def role(sl, when):
         if sl.tid in sessions:
@@ -253,7 +255,7 @@ def beside_table(text: str, known: dict, wall_ms: float) -> dict:
             return ("session process, before its kernel" if when < lo else
                     "session process, after its kernel" if when >= hi else
                     "session process, its kernel")
-        if sched_trace.ancestry(sl.tid, parents, {t: SESSION for t in sessions}):
+        if sched_trace.ancestry(sl.tid, parents, in_session):
             return "session process, other threads"
         return sched_trace.ancestry(sl.tid, parents, known) or "other"
     ov = sched_trace.overlap(runs, role, cpus=os.cpu_count() or 1)
@@ -355,7 +357,7 @@ def render_trace(data) -> list:
     if t.get("why_not"):
         return ["", "Scheduler trace: %s: %s." % (bl.NOT_AVAILABLE, t["why_not"])]
     rows = [[role, bl.fmt(ms, " ms"), bl.fmt(t["beside_ms"].get(role, 0.0), " ms")]
-            for role, ms in t["busy_ms"].items()]
+            for role, ms in sorted(t["busy_ms"].items(), key=lambda kv: -kv[1])]  # JSON sorts keys
     pairs = "; ".join("%s + %s %s" % (a, b, bl.fmt(ms, " ms")) for (a, b), ms in t["pairs_ms"])
     return [
         "", "Scheduler trace of the first round (`--trace`: `perf record -a -e "

@@ -364,7 +364,7 @@ def preload() -> None:
     the argument conversions TVM's pool calls need (see pinning.warm_up).
     tests/edge_server/session/test_preload.py checks a session imports nothing."""
     from edge_server.session.pinning import warm_up
-    from edge_server.session import spare  # noqa: F401 (what every spare runs: no import after fork)
+    from edge_server.session import spare  # noqa: F401 (every spare runs it: imported here)
     register_functions()
     warm_up()
 
